@@ -1,0 +1,332 @@
+"""The on-disk format of a run folder. The only module that reads or writes checkpoint files.
+
+    checkpoints/<run>/
+      config.json          format version, charlm/torch versions, command, corpus, model/tokenizer/train settings
+      tokenizer.json       the vocabulary (its SHA-256 is in config.json)
+      model.safetensors    best weights; header metadata holds their SHA-256, step and validation loss
+      last.safetensors     the latest weights, optimizer moments, torch RNG and carried hidden state;
+                           header metadata holds the loop counters and python/numpy RNG (for --resume)
+      metrics.jsonl        one JSON object per report, appended as training goes
+
+No pickle anywhere: tensors go through safetensors and everything else is
+JSON, so loading a checkpoint cannot run code. Every file is written to a
+temporary name in the same folder, fsynced and renamed over the old one, so a
+crash mid-save leaves the previous file whole.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save as safetensors_bytes
+
+from charlm import __version__
+from charlm.config import ModelConfig, TrainConfig
+from charlm.errors import CharlmError, CheckpointError
+from charlm.model import RNNLM, State
+from charlm.tokenizer import CharTokenizer
+
+FORMAT_VERSION = 1
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+MODEL_FILE = "model.safetensors"
+LAST_FILE = "last.safetensors"
+METRICS_FILE = "metrics.jsonl"
+RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, LAST_FILE, METRICS_FILE)
+
+
+# ----- atomic writes ----------------------------------------------------------------------------------------
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, fsync and rename.
+
+    On any failure (disk full, permission, interrupt) the temporary file is
+    removed and ``path`` keeps its previous content.
+    """
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+
+
+def write_json(path: Path, data: Any) -> None:
+    atomic_write(path, (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+
+
+def append_metrics(run_dir: Path, record: dict) -> None:
+    """Append one JSON line to metrics.jsonl (a torn last line is skipped when reading)."""
+    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    path = Path(run_dir) / METRICS_FILE
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+# ----- tensors ----------------------------------------------------------------------------------------------
+
+
+def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
+    """Content hash over names, dtypes, shapes and raw bytes, independent of file layout."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
+def model_tensors(model: RNNLM) -> dict[str, torch.Tensor]:
+    """The state_dict without the tied decoder weight (safetensors stores no shared tensors)."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    if model.config.tie_weights:
+        tensors.pop("decoder.weight")
+    return tensors
+
+
+def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    atomic_write(path, safetensors_bytes(tensors, metadata=metadata))
+
+
+def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Read tensors and header metadata, turning any parse failure into a CheckpointError."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the {what} was never saved or was deleted; retrain or pick another run")
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            metadata = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"{path} is not a readable safetensors file ({str(e).splitlines()[0][:80]}): "
+            "it is truncated, corrupted or not a charlm checkpoint; retrain or restore it"
+        ) from None
+    return tensors, metadata
+
+
+def _load_weights(model: RNNLM, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    expected = set(model_tensors(model))
+    if set(tensors) != expected:
+        missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
+        raise CheckpointError(f"{path} does not match config.json (missing {missing}, unexpected {extra}): the files come from different runs")
+    for name, t in tensors.items():
+        want = model.state_dict()[name].shape
+        if t.shape != want:
+            raise CheckpointError(f"{path}: {name} has shape {tuple(t.shape)}, config.json implies {tuple(want)}; the files come from different runs")
+    model.load_state_dict(tensors, strict=False)
+
+
+# ----- run folder -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Checkpoint:
+    """What ``load`` returns: enough to evaluate, sample and resume."""
+
+    model: RNNLM
+    tokenizer: CharTokenizer
+    model_config: ModelConfig
+    train_config: TrainConfig
+    info: dict  # the whole config.json
+    weights: dict  # model.safetensors metadata: step, val_loss, …
+    run_dir: Path
+
+
+def is_run_dir(path: Path) -> bool:
+    return (Path(path) / CONFIG_FILE).exists()
+
+
+def create_run(run_dir: Path, tokenizer: CharTokenizer, model_config: ModelConfig, train_config: TrainConfig,
+               corpus: dict, command: str) -> dict:
+    """Write config.json and tokenizer.json for a new run; returns the config dict."""
+    run_dir = Path(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise CheckpointError(f"cannot create output folder {run_dir}: {e.strerror}; pick a writable --out") from None
+    if not os.access(run_dir, os.W_OK):
+        raise CheckpointError(f"output folder {run_dir} is not writable: pick another --out")
+    info = {
+        "format_version": FORMAT_VERSION,
+        "charlm_version": __version__,
+        "torch_version": torch.__version__,
+        "command": command,
+        "corpus": corpus,
+        "model": model_config.to_dict(),
+        "tokenizer": {"kind": tokenizer.kind, "file": TOKENIZER_FILE, "vocab_size": tokenizer.vocab_size,
+                      "sha256": tokenizer.fingerprint()},
+        "train": train_config.to_dict(),
+    }
+    write_json(run_dir / TOKENIZER_FILE, tokenizer.to_dict())
+    write_json(run_dir / CONFIG_FILE, info)
+    return info
+
+
+def save_weights(run_dir: Path, model: RNNLM, summary: dict) -> None:
+    """Write the best weights with their hash and a summary (step, val_loss …) in the header."""
+    tensors = model_tensors(model)
+    metadata = {"format_version": str(FORMAT_VERSION), "weights_sha256": tensors_sha256(tensors),
+                "summary": json.dumps(summary)}
+    _write_safetensors(Path(run_dir) / MODEL_FILE, tensors, metadata)
+
+
+def save_training_state(run_dir: Path, model: RNNLM, optimizer: torch.optim.Optimizer, hidden: State | None,
+                        progress: dict) -> None:
+    """Write everything ``--resume`` needs into last.safetensors in one atomic file."""
+    tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
+    opt = optimizer.state_dict()
+    for index, slots in opt["state"].items():
+        for name, value in slots.items():
+            tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
+    tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_available():
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if hidden is not None:
+        for i, h in enumerate(hidden if isinstance(hidden, tuple) else (hidden,)):
+            tensors[f"hidden.{i}"] = h.detach().cpu().contiguous()
+    groups = [{k: v for k, v in g.items()} for g in opt["param_groups"]]
+    metadata = {
+        "format_version": str(FORMAT_VERSION),
+        "weights_sha256": tensors_sha256(tensors),
+        "progress": json.dumps(progress),
+        "param_groups": json.dumps(groups),
+    }
+    _write_safetensors(Path(run_dir) / LAST_FILE, tensors, metadata)
+
+
+def read_config(run_dir: Path) -> dict:
+    """config.json of a run folder, checked for presence, JSON syntax and format version."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        raise CheckpointError(f"checkpoint {run_dir} does not exist: pass a run folder made by 'charlm train'")
+    if not run_dir.is_dir():
+        raise CheckpointError(f"checkpoint {run_dir} is a file, not a run folder: pass the folder 'charlm train --out' made")
+    path = run_dir / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: it is not a charlm run folder (or training never started)")
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise CheckpointError(f"{path} is not valid JSON ({e}): it was truncated or edited; restore it or retrain") from None
+    if not isinstance(info, dict) or not isinstance(info.get("format_version"), int):
+        raise CheckpointError(f"{path} has no format_version: it is not a charlm checkpoint config")
+    if info["format_version"] > FORMAT_VERSION:
+        raise CheckpointError(
+            f"{run_dir} was written by charlm {info.get('charlm_version', '?')} (format {info['format_version']}); "
+            f"this is charlm {__version__}: upgrade charlm to load it"
+        )
+    for key in ("model", "train", "tokenizer"):
+        if not isinstance(info.get(key), dict):
+            raise CheckpointError(f"{path} lacks its '{key}' section: it was edited; restore it or retrain")
+    return info
+
+
+def load_tokenizer(run_dir: Path, info: dict) -> CharTokenizer:
+    path = Path(run_dir) / info["tokenizer"].get("file", TOKENIZER_FILE)
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the run's tokenizer is needed; restore it or retrain")
+    try:
+        tokenizer = CharTokenizer.from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (json.JSONDecodeError, UnicodeDecodeError, CharlmError) as e:
+        raise CheckpointError(f"{path} cannot be read ({e}): restore it or retrain") from None
+    if tokenizer.fingerprint() != info["tokenizer"].get("sha256"):
+        raise CheckpointError(f"{path} does not match the one this model was trained with (hash differs): restore it")
+    return tokenizer
+
+
+def load(run_dir: Path | str, device: torch.device | str = "cpu", weights: str = MODEL_FILE) -> Checkpoint:
+    """Load a run folder's model (best weights by default), tokenizer and configs, verifying every file."""
+    run_dir = Path(run_dir)
+    info = read_config(run_dir)
+    try:
+        model_config = ModelConfig.from_dict(info["model"])
+        train_config = TrainConfig.from_dict(info["train"])
+    except (CharlmError, TypeError) as e:
+        raise CheckpointError(f"{run_dir / CONFIG_FILE} has invalid settings ({e}): restore it or retrain") from None
+    tokenizer = load_tokenizer(run_dir, info)
+    model = RNNLM(model_config, tokenizer.vocab_size)
+    path = run_dir / weights
+    tensors, metadata = _read_safetensors(path, "model weights")
+    _verify_hash(path, metadata, tensors)
+    if weights == LAST_FILE:
+        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    _load_weights(model, tensors, path)
+    summary = json.loads(metadata.get("summary", "{}")) if weights == MODEL_FILE else json.loads(metadata.get("progress", "{}"))
+    return Checkpoint(model.to(device), tokenizer, model_config, train_config, info, summary, run_dir)
+
+
+def _verify_hash(path: Path, metadata: dict, tensors: dict) -> None:
+    recorded = metadata.get("weights_sha256")
+    if recorded is None:
+        raise CheckpointError(f"{path} has no weights hash in its header: it was not written by charlm")
+    if tensors_sha256(tensors) != recorded:
+        raise CheckpointError(f"{path} fails its content check (SHA-256 differs): the file is corrupted; retrain or restore it")
+
+
+@dataclass
+class TrainingState:
+    """What last.safetensors restores for --resume."""
+
+    progress: dict
+    optimizer_state: dict
+    hidden: State | None
+    torch_rng: torch.Tensor
+    cuda_rng: torch.Tensor | None
+
+
+def load_training_state(run_dir: Path, model: RNNLM) -> TrainingState:
+    """Load last.safetensors into ``model`` and return the optimizer state, hidden state, RNG and counters."""
+    path = Path(run_dir) / LAST_FILE
+    tensors, metadata = _read_safetensors(path, "training state")
+    _verify_hash(path, metadata, tensors)
+    _load_weights(model, {k[6:]: v for k, v in tensors.items() if k.startswith("model.")}, path)
+    try:
+        groups = json.loads(metadata["param_groups"])
+        progress = json.loads(metadata["progress"])
+    except (KeyError, json.JSONDecodeError):
+        raise CheckpointError(f"{path} lacks its training counters: it is not a charlm training state") from None
+    for g in groups:
+        if "betas" in g:
+            g["betas"] = tuple(g["betas"])
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for name, t in tensors.items():
+        if name.startswith("optim."):
+            _, index, slot = name.split(".", 2)
+            state.setdefault(int(index), {})[slot] = t
+    hidden_parts = [tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors]
+    hidden = None if not hidden_parts else hidden_parts[0] if len(hidden_parts) == 1 else tuple(hidden_parts)
+    return TrainingState(progress, {"state": state, "param_groups": groups}, hidden,
+                         tensors["rng.torch"], tensors.get("rng.cuda"))

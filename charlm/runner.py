@@ -1,0 +1,298 @@
+"""The bodies of the commands: wire the library together and render its results.
+
+cli.py parses options and calls one function here; this module builds the
+objects, consumes the trainer's reports, decides when to save, and draws
+progress and tables through console.py.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from charlm import checkpoint, console, data, runtime
+from charlm.batching import fit_to_corpus
+from charlm.config import ModelConfig, SampleConfig, TrainConfig
+from charlm.errors import CheckpointError, CorpusError, TokenizerError
+from charlm.evaluate import EvalResult, evaluate
+from charlm.model import RNNLM
+from charlm.sampling import generate
+from charlm.train import EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, capture_rng, restore_rng
+
+EXIT_INTERRUPTED = 130
+
+
+@dataclass
+class TrainSetup:
+    run_dir: Path
+    trainer: Trainer
+    info: dict  # config.json
+
+
+# ----- train ------------------------------------------------------------------------------------------------
+
+
+def _check_out_dir(out: Path, force: bool) -> None:
+    """Refuse to write into a folder holding another run (or other files) unless --force."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file: pick a folder name")
+    if checkpoint.is_run_dir(out):
+        if not force:
+            raise CheckpointError(f"{out} already holds a run: continue it with --resume {out}, or replace it with --force")
+        for name in checkpoint.RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+    elif any(out.iterdir()) and not force:
+        raise CheckpointError(f"--out {out} is not empty: pick a new folder, or pass --force to write into it")
+
+
+def new_setup(corpus: str, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
+              val_source: str | None, encoding_errors: str, device_name: str, command: str) -> TrainSetup:
+    device = runtime.select_device(device_name)  # cheap checks first
+    _check_out_dir(out, force=False)
+    run = data.prepare(corpus, train_config.val_fraction, train_config.test_fraction, val_source, encoding_errors)
+    for message in run.warnings:
+        console.warn(message)
+    batch_size, seq_len, warnings = fit_to_corpus(len(run.train_ids), train_config.batch_size, train_config.seq_len)
+    for message in warnings:
+        console.warn(message)
+    train_config = dataclasses.replace(train_config, batch_size=batch_size, seq_len=seq_len)
+    _check_out_dir(out, force)
+    runtime.tune_allocator()
+    runtime.seed_everything(train_config.seed)
+    model = RNNLM(model_config, run.tokenizer.vocab_size)
+    trainer = Trainer(model, run.train_ids, run.val_ids, train_config, device,
+                      runtime.autocast_dtype(train_config.precision, device), run.val_chars)
+    info = checkpoint.create_run(out, run.tokenizer, model_config, train_config, run.corpus_info, command)
+    return TrainSetup(out, trainer, info)
+
+
+def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
+    """Rebuild a run from its folder: same corpus split, tokenizer, configs, weights, optimizer, RNG and state."""
+    device = runtime.select_device(device_name)
+    info = checkpoint.read_config(run_dir)
+    if not (run_dir / checkpoint.LAST_FILE).exists():
+        raise CheckpointError(f"{run_dir} has no {checkpoint.LAST_FILE}: the run saved no resumable state yet; start it again with --force")
+    tokenizer = checkpoint.load_tokenizer(run_dir, info)
+    model_config, train_config = ModelConfig.from_dict(info["model"]), TrainConfig.from_dict(info["train"])
+    corpus_info = info["corpus"]
+    run = data.prepare(corpus_info["source"], train_config.val_fraction, train_config.test_fraction,
+                       corpus_info.get("val_source"), corpus_info.get("encoding_errors", "strict"), tokenizer=tokenizer)
+    if run.corpus_info["train_sha256"] != corpus_info["train_sha256"]:
+        raise CorpusError(f"the corpus {corpus_info['source']} changed since the run started: restore it to resume")
+    runtime.tune_allocator()
+    model = RNNLM(model_config, tokenizer.vocab_size)
+    state = checkpoint.load_training_state(run_dir, model)
+    trainer = Trainer(model, run.train_ids, run.val_ids, train_config, device,
+                      runtime.autocast_dtype(train_config.precision, device), run.val_chars)
+    trainer.optimizer.load_state_dict(state.optimizer_state)
+    trainer.progress = Progress.from_dict(state.progress)
+    trainer.hidden = state.hidden if state.hidden is None else _to_device(state.hidden, device)
+    restore_rng(trainer.progress.rng)
+    torch.set_rng_state(state.torch_rng)
+    if state.cuda_rng is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state.cuda_rng)
+    if trainer.progress.done:
+        raise CheckpointError(f"the run in {run_dir} already finished ({trainer.progress.stop_reason}): nothing to resume")
+    console.info(f"resuming {run_dir} at step {trainer.progress.step:,} (epoch {trainer.progress.epoch})")
+    return TrainSetup(run_dir, trainer, info)
+
+
+def _to_device(state, device):
+    return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)
+
+
+def _save_state(setup: TrainSetup) -> None:
+    t = setup.trainer
+    t.progress.rng = capture_rng()
+    checkpoint.save_training_state(setup.run_dir, t.model, t.optimizer, t.hidden, t.progress.to_dict())
+
+
+class _StopOnSignal:
+    """First Ctrl-C / SIGTERM: finish the step, save, exit non-zero. Second Ctrl-C: abort at once."""
+
+    def __init__(self, trainer: Trainer):
+        self.trainer = trainer
+        self.count = 0
+        self.previous = {}
+
+    def handle(self, signum, frame):
+        self.count += 1
+        if self.count > 1 and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.trainer.request_stop(signal.Signals(signum).name)
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self.previous[sig] = signal.signal(sig, self.handle)
+        return self
+
+    def __exit__(self, *exc):
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
+    """Run the trainer with a live progress bar; save best weights and resumable state. Returns an exit code."""
+    trainer, run_dir = setup.trainer, setup.run_dir
+    trainer.save_every = save_every
+    c, p = trainer.config, trainer.progress
+    model = trainer.model
+    console.info(
+        f"[bold]{run_dir}[/]: {model.config.cell.upper()} {model.config.num_layers}×{model.config.hidden_size}, "
+        f"{model.num_parameters():,} parameters, vocab {trainer.model.vocab_size}, "
+        f"{len(trainer.train_ids):,} training tokens, batch {c.batch_size} × seq {c.seq_len}, "
+        f"device {trainer.device.type}{' bf16' if trainer.amp_dtype == torch.bfloat16 else ''}"
+    )
+    last_step: StepReport | None = None
+    best: EvalReport | None = None
+    bar = console.training_progress()
+    fields = dict(step=p.step, loss="–", val="–", ppl="–", bpc="–", rate="–")
+    try:
+        with _StopOnSignal(trainer), bar:
+            task = bar.add_task("train", total=1000, **fields)
+            for report in trainer.run():
+                if isinstance(report, StepReport):
+                    last_step = report
+                    fields.update(step=f"{report.step:,}", loss=console.fmt(report.loss, 3), rate=f"{report.tokens_per_s:,.0f}")
+                    bar.update(task, completed=1000 * report.progress, **fields)
+                    checkpoint.append_metrics(run_dir, {"type": "train", **dataclasses.asdict(report)})
+                elif isinstance(report, EvalReport):
+                    r = report.result
+                    fields.update(val=console.fmt(r.loss, 3), ppl=console.fmt(r.perplexity, 2), bpc=console.fmt(r.bpc, 3))
+                    bar.update(task, **fields)
+                    checkpoint.append_metrics(run_dir, {"type": "val", "step": report.step, "epoch": report.epoch,
+                                                        "elapsed": report.elapsed, "improved": report.improved, **r.to_dict()})
+                    if report.improved:
+                        best = report
+                        checkpoint.save_weights(run_dir, model, {"step": report.step, "val_loss": r.loss, "val_bpc": r.bpc,
+                                                                 "val_perplexity": r.perplexity})
+                    if not trainer.save_every:
+                        _save_state(setup)
+                elif isinstance(report, SaveRequest):
+                    _save_state(setup)
+                elif isinstance(report, EventReport):
+                    console.warn(report.message)
+                    checkpoint.append_metrics(run_dir, {"type": "event", "step": report.step, "kind": report.kind,
+                                                        "message": report.message})
+            if not p.done:
+                bar.update(task, **fields)
+    except KeyboardInterrupt:
+        console.err.print(f"aborted at once; the last saved checkpoint in {run_dir} is intact. "
+                          f"Resume with: charlm train --resume {run_dir}")
+        return EXIT_INTERRUPTED
+    _save_state(setup)
+    if trainer.val_ids is None:
+        checkpoint.save_weights(run_dir, model, {"step": p.step, "train_loss": last_step.loss if last_step else None})
+    if not p.done:
+        console.err.print(f"stopped by {p.stop_reason} at step {p.step:,}; the run is saved. "
+                          f"Resume with: charlm train --resume {run_dir}")
+        return EXIT_INTERRUPTED
+    _print_summary(setup, last_step, best)
+    return 0
+
+
+def _print_summary(setup: TrainSetup, last_step: StepReport | None, best: EvalReport | None) -> None:
+    p = setup.trainer.progress
+    rows = [
+        ("run folder", str(setup.run_dir)),
+        ("steps", f"{p.step:,}"),
+        ("epochs", f"{p.epoch + p.window / setup.trainer.steps_per_epoch:.2f}"),
+        ("time", f"{p.elapsed:.1f} s"),
+        ("training tokens/s", f"{p.tokens / p.elapsed:,.0f}" if p.elapsed else "–"),
+        ("last train loss", console.fmt(last_step.loss if last_step else None)),
+    ]
+    if best is not None or p.best_val_loss < float("inf"):
+        from charlm import metrics
+
+        rows += [
+            ("best val loss (nats/char)", console.fmt(p.best_val_loss)),
+            ("best val perplexity", console.fmt(metrics.perplexity(p.best_val_loss), 3)),
+            ("best val bpc", console.fmt(best.result.bpc if best else metrics.bits(p.best_val_loss))),
+            ("best at step", f"{p.best_step:,}"),
+        ]
+    console.out.print(console.key_value_table("training finished", rows))
+    console.err.print(f"sample it: charlm sample {setup.run_dir}")
+
+
+# ----- eval -------------------------------------------------------------------------------------------------
+
+
+def evaluate_checkpoint(run_dir: Path, text_source: str | None, split_name: str, batch_size: int, unknown: str,
+                        device_name: str) -> tuple[EvalResult, str]:
+    from charlm import corpus
+
+    device = runtime.select_device(device_name)
+    ck = checkpoint.load(run_dir, device)
+    if text_source is not None:
+        text, label = corpus.load_text(text_source).text, text_source
+    else:
+        text, label = data.recorded_split(ck.info["corpus"], ck.info["train"], split_name), f"its {split_name} split"
+    ids = ck.tokenizer.encode(text, unknown=unknown)
+    if len(ids) < 2:
+        raise TokenizerError("the text to evaluate has fewer than 2 tokens: pass a longer text")
+    amp = runtime.autocast_dtype(ck.train_config.precision, device)
+    n_chars = ck.tokenizer.count_chars(ids[1:])
+    return evaluate(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp), label
+
+
+# ----- sample -----------------------------------------------------------------------------------------------
+
+
+def default_prompt(tokenizer) -> str:
+    """A newline when the vocabulary has one (text starts after a line break), else its first character."""
+    return "\n" if "\n" in tokenizer.chars else tokenizer.chars[0]
+
+
+def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: SampleConfig, seed: int | None,
+                     num_samples: int, stream: bool, unknown: str, device_name: str) -> None:
+    device = runtime.select_device(device_name)
+    ck = checkpoint.load(run_dir, device)
+    tok = ck.tokenizer
+    prompt = default_prompt(tok) if prompt is None or prompt == "" else prompt
+    ids = tok.encode(prompt, unknown=unknown)
+    if len(ids) == 0:
+        raise TokenizerError("the prompt has no known characters left: pass a prompt the model can read")
+    seed = seed if seed is not None else int.from_bytes(os.urandom(4), "little")
+    generator = torch.Generator(device=device).manual_seed(seed)
+    prompt_ids = torch.from_numpy(ids.astype("int64"))
+    shown_prompt = "" if prompt == default_prompt(tok) else prompt
+    steps = generate(ck.model, prompt_ids, length, config, num_samples, device, generator)
+    write = sys.stdout.write
+    try:
+        if stream and num_samples == 1:
+            write(shown_prompt)
+            for next_ids in steps:
+                write(tok.token(int(next_ids[0])))
+                sys.stdout.flush()
+            write("\n")
+        else:
+            columns = [next_ids.cpu() for next_ids in steps]
+            samples = torch.stack(columns, dim=1).numpy() if columns else [[] for _ in range(num_samples)]
+            for i, row in enumerate(samples):
+                if i:
+                    write("\n" + "─" * 40 + "\n")
+                write(shown_prompt + tok.decode(row) + "\n")
+    except BrokenPipeError:  # e.g. `charlm sample … | head`
+        sys.stderr.close()
+    sys.stdout.flush()
+
+
+# ----- repl -------------------------------------------------------------------------------------------------
+
+
+def run_repl(run_dir: Path, show_k: int, device_name: str) -> None:
+    from charlm import repl
+
+    device = runtime.select_device(device_name)
+    ck = checkpoint.load(run_dir, device)
+    repl.run(ck.model, ck.tokenizer, device, show_k, name=str(run_dir))

@@ -1,0 +1,109 @@
+"""Next-token distributions and generation with a carried hidden state.
+
+Shared by ``charlm sample`` and the REPL. The prompt is read once in a single
+forward pass; each new token then costs one step of the recurrence (O(1) per
+token, no re-encoding of the context).
+
+oneDNN's fused LSTM reorders its weights on every call, which makes one-token
+steps 2-3x slower than torch's plain kernels, so generation runs with oneDNN
+switched off (``_step_kernels``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Iterator
+
+import torch
+
+from charlm.config import SampleConfig
+from charlm.model import RNNLM, State
+
+
+@contextlib.contextmanager
+def _step_kernels(device: torch.device):
+    """Plain ATen kernels for one-token steps on CPU (see module docstring)."""
+    previous = torch.backends.mkldnn.enabled
+    torch.backends.mkldnn.enabled = previous and device.type != "cpu"
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
+
+
+def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
+    """Apply temperature, top-k and top-p (nucleus) to logits (..., V); returns probabilities (..., V).
+
+    Temperature 0 puts all mass on the argmax (greedy).
+    """
+    logits = logits.float()
+    if config.temperature == 0:
+        return torch.zeros_like(logits).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
+    logits = logits / config.temperature
+    if config.top_k and config.top_k < logits.size(-1):
+        kth = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]  # (..., 1)
+        logits = logits.masked_fill(logits < kth, float("-inf"))
+    probs = torch.softmax(logits, dim=-1)
+    if config.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, dim=-1, descending=True)
+        # drop a token when the mass before it already reaches top_p (the top token always stays)
+        drop_sorted = (sorted_probs.cumsum(-1) - sorted_probs) >= config.top_p
+        drop = torch.zeros_like(drop_sorted).scatter_(-1, order, drop_sorted)
+        probs = probs.masked_fill(drop, 0.0)
+        probs = probs / probs.sum(-1, keepdim=True)
+    return probs
+
+
+class Predictor:
+    """Incremental next-token prediction: feed ids, read the distribution, carry the state.
+
+    Used by the sampler and the REPL. ``feed`` costs one recurrence step per id.
+    """
+
+    def __init__(self, model: RNNLM, device: torch.device | str = "cpu", batch_size: int = 1):
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.state: State | None = None
+        self.logits: torch.Tensor | None = None  # (B, V) logits for the next token
+
+    @torch.inference_mode()
+    def feed(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (B, T) or (T,) → logits (B, V) for the token after them; the state moves forward by T."""
+        if ids.dim() == 1:
+            ids = ids.unsqueeze(0).expand(self.batch_size, -1)
+        with _step_kernels(self.device):
+            out, self.state = self.model(ids.to(self.device), self.state)  # (B, T, V)
+        self.logits = out[:, -1]
+        return self.logits
+
+    def reset(self) -> None:
+        self.state, self.logits = None, None
+
+
+@torch.inference_mode()
+def generate(
+    model: RNNLM,
+    prompt_ids: torch.Tensor,
+    length: int,
+    config: SampleConfig,
+    num_samples: int = 1,
+    device: torch.device | str = "cpu",
+    generator: torch.Generator | None = None,
+) -> Iterator[torch.Tensor]:
+    """Yield ``length`` steps of new token ids, each (num_samples,), continuing ``prompt_ids`` (T,).
+
+    The samples run as one batch, so several cost little more than one.
+    """
+    if length <= 0:
+        return
+    predictor = Predictor(model, device, batch_size=num_samples)
+    logits = predictor.feed(prompt_ids)  # (S, V)
+    for _ in range(length):
+        probs = filter_logits(logits, config)  # (S, V)
+        if config.temperature == 0:
+            next_ids = probs.argmax(-1)  # (S,)
+        else:
+            next_ids = torch.multinomial(probs, 1, generator=generator).squeeze(-1)  # (S,)
+        yield next_ids
+        logits = predictor.feed(next_ids.unsqueeze(-1))

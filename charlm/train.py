@@ -1,0 +1,327 @@
+"""The truncated-BPTT training loop, as a generator of reports.
+
+``Trainer.run()`` yields a StepReport every few steps, an EvalReport after
+each validation pass and an EventReport when it recovers from a bad step. It
+does no file I/O and no printing: the CLI renders the reports and decides when
+to save, reading what a checkpoint needs from ``Trainer.progress`` and the
+trainer's model, optimizer and carried hidden state.
+
+One step::
+
+    x, y = window i of the epoch          (B, T) each; row b continues row b of window i-1
+    logits, h = model(x, h)               h carried from the previous window
+    loss = cross_entropy(logits, y)       mean nats per token
+    loss.backward(); clip; optimizer.step()
+    h = h.detach()                        truncate backprop at the window boundary
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from charlm.batching import TBPTTBatches
+from charlm.config import TrainConfig
+from charlm.errors import CharlmError
+from charlm.evaluate import EvalResult, evaluate
+from charlm.model import RNNLM, State, detach_state
+from charlm.runtime import autocast
+
+LOG_EVERY = 10  # steps between StepReports (the loss is read from the device this often)
+MAX_BAD_STEPS = 8  # non-finite steps tolerated in a run before giving up
+
+
+class TrainingDiverged(CharlmError):
+    """The loss kept coming out non-finite."""
+
+
+@dataclass
+class Progress:
+    """Counters that, with the model, optimizer, hidden state and RNG states, make a run resumable."""
+
+    step: int = 0
+    epoch: int = 0
+    window: int = 0  # next window index inside the epoch
+    elapsed: float = 0.0  # seconds of training so far, evaluation included
+    tokens: int = 0
+    best_val_loss: float = math.inf
+    best_step: int = 0
+    evals_since_best: int = 0
+    lr_scale: float = 1.0  # lowered after a non-finite step
+    bad_steps: int = 0
+    last_eval_seconds: float = 0.0
+    done: bool = False
+    stop_reason: str = ""
+    rng: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Progress":
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class StepReport:
+    step: int
+    epoch: float  # fractional epoch
+    loss: float  # mean train loss over the last LOG_EVERY steps, nats per token
+    lr: float
+    tokens_per_s: float
+    elapsed: float
+    progress: float  # fraction of the run's horizon (0..1)
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    step: int
+    epoch: float
+    result: EvalResult
+    improved: bool
+    best_val_loss: float
+    elapsed: float
+    final: bool = False
+
+
+@dataclass(frozen=True)
+class SaveRequest:
+    """Every ``save_every`` steps: the caller should write the resumable state now."""
+
+    step: int
+
+
+@dataclass(frozen=True)
+class EventReport:
+    step: int
+    kind: str  # 'nonfinite_loss'
+    message: str
+
+
+def lr_at(progress: float, step: int, config: TrainConfig) -> float:
+    """Linear warmup over ``warmup_steps``, then cosine decay from lr to lr * min_lr_ratio over the horizon."""
+    if step < config.warmup_steps:
+        return config.lr * (step + 1) / config.warmup_steps
+    floor = config.lr * config.min_lr_ratio
+    p = min(max(progress, 0.0), 1.0)
+    return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * p))
+
+
+def make_optimizer(model: RNNLM, config: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not biases), or plain SGD."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.lr)
+    decay = [p for p in params if p.dim() >= 2]
+    no_decay = [p for p in params if p.dim() < 2]
+    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+def capture_rng() -> dict:
+    """Python and numpy RNG states as JSON-able values (torch's goes with the tensors)."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": list(random.getstate()[1]),
+        "numpy": {"keys": keys.tolist(), "pos": int(pos), "has_gauss": int(has_gauss), "gauss": float(gauss)},
+    }
+
+
+def restore_rng(rng: dict) -> None:
+    if not rng:
+        return
+    random.setstate((3, tuple(rng["python"]), None))
+    n = rng["numpy"]
+    np.random.set_state(("MT19937", np.array(n["keys"], dtype=np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+
+
+class Trainer:
+    """Owns the model, optimizer and carried state of one run; ``run()`` trains and yields reports."""
+
+    def __init__(
+        self,
+        model: RNNLM,
+        train_ids: np.ndarray,
+        val_ids: np.ndarray | None,
+        config: TrainConfig,
+        device: torch.device,
+        amp_dtype: torch.dtype | None = None,
+        val_chars: int | None = None,
+        save_every: int | None = None,
+    ):
+        if not config.has_horizon:
+            raise ValueError("TrainConfig needs epochs, max_steps or time_budget")
+        self.model = model.to(device)
+        self.train_ids = train_ids
+        self.val_ids = val_ids if val_ids is not None and len(val_ids) >= 2 else None
+        self.val_chars = val_chars
+        self.config = config
+        self.device = device
+        self.amp_dtype = amp_dtype
+        self.save_every = save_every
+        self._stop_reason: str | None = None
+        self.optimizer = make_optimizer(model, config)
+        self.progress = Progress()
+        self.hidden: State | None = None
+        self.steps_per_epoch = len(self._batches(0))
+        if self.steps_per_epoch == 0:
+            raise CharlmError("training text is too short for one window: lower --batch-size or --seq-len")
+
+    def request_stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current step (safe to call from a signal handler)."""
+        self._stop_reason = reason
+
+    # ----- data ---------------------------------------------------------------------------------------------
+
+    def _batches(self, epoch: int) -> TBPTTBatches:
+        """Epoch 0 starts at offset 0; later epochs shift all streams by a seeded offset in [0, T),
+        so window boundaries move and the tail left out of one epoch is seen in another."""
+        c = self.config
+        offset = 0 if epoch == 0 else int(np.random.default_rng([c.seed, epoch]).integers(c.seq_len))
+        batches = TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, offset)
+        return batches if len(batches) or offset == 0 else TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, 0)
+
+    # ----- schedule -----------------------------------------------------------------------------------------
+
+    def horizon_fraction(self) -> float:
+        """How far through the run we are: the largest of the step, epoch and time fractions."""
+        c, p = self.config, self.progress
+        fractions = []
+        if c.max_steps is not None:
+            fractions.append(p.step / c.max_steps)
+        if c.epochs is not None:
+            fractions.append((p.epoch + p.window / self.steps_per_epoch) / c.epochs)
+        if c.time_budget is not None:
+            # keep room for the final evaluation inside the budget
+            usable = max(c.time_budget - p.last_eval_seconds, 1e-9)
+            fractions.append(p.elapsed / usable)
+        return max(fractions)
+
+    # ----- one step -----------------------------------------------------------------------------------------
+
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor | None:
+        """One optimizer step on window (x, y); returns the loss tensor, or None if it was non-finite."""
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+        with autocast(self.device, self.amp_dtype):
+            logits, hidden = self.model(x, self.hidden)  # (B, T, V)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        clip = self.config.grad_clip or math.inf
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+            self.optimizer.zero_grad(set_to_none=True)
+            return None
+        self.optimizer.step()
+        self.hidden = detach_state(hidden)
+        return loss.detach()
+
+    def _on_bad_step(self) -> EventReport:
+        p = self.progress
+        p.bad_steps += 1
+        p.lr_scale *= 0.5
+        self.hidden = None  # the state that produced a NaN is not worth carrying
+        if p.bad_steps > MAX_BAD_STEPS:
+            raise TrainingDiverged(
+                f"loss was not finite {p.bad_steps} times (last at step {p.step}): "
+                "lower --lr, keep --clip on, or check the corpus"
+            )
+        return EventReport(p.step, "nonfinite_loss", f"non-finite loss at step {p.step}: step skipped, lr scaled to {p.lr_scale:g}×")
+
+    # ----- evaluation ---------------------------------------------------------------------------------------
+
+    def evaluate(self) -> EvalResult:
+        return evaluate(
+            self.model, self.val_ids, self.val_chars, self.config.eval_batch_size,
+            seq_len=256, device=self.device, amp_dtype=self.amp_dtype,
+        )
+
+    def _eval_report(self, final: bool) -> EvalReport:
+        p = self.progress
+        result = self.evaluate()
+        improved = result.loss < p.best_val_loss
+        if improved:
+            p.best_val_loss, p.best_step, p.evals_since_best = result.loss, p.step, 0
+        else:
+            p.evals_since_best += 1
+        p.last_eval_seconds = result.seconds
+        p.elapsed += result.seconds
+        return EvalReport(p.step, self._epoch_float(), result, improved, p.best_val_loss, p.elapsed, final)
+
+    def _epoch_float(self) -> float:
+        return self.progress.epoch + self.progress.window / self.steps_per_epoch
+
+    # ----- the loop -----------------------------------------------------------------------------------------
+
+    def run(self) -> Iterator[StepReport | EvalReport | EventReport | SaveRequest]:
+        """Train until the horizon, early stopping or divergence, then yield a final EvalReport if there is
+        validation text. After ``request_stop`` it returns right after the current step, with
+        ``progress.done`` still False so the run can be resumed. Safe to call after restoring a Progress:
+        it continues from that window."""
+        c, p = self.config, self.progress
+        self.model.train()
+        loss_sum, loss_count, tokens_since, t_since = torch.zeros((), device=self.device), 0, 0, time.perf_counter()
+        t_last = time.perf_counter()
+        evaluated_at = -1
+        while not p.done:
+            batches = self._batches(p.epoch)
+            while p.window < len(batches) and not p.done:
+                lr = lr_at(self.horizon_fraction(), p.step, c) * p.lr_scale
+                x, y = batches.window(p.window)
+                loss = self._train_step(x, y, lr)
+                p.window += 1
+                now = time.perf_counter()
+                p.elapsed += now - t_last
+                t_last = now
+                if loss is None:
+                    yield self._on_bad_step()
+                    continue
+                p.step += 1
+                p.tokens += x.numel()
+                loss_sum += loss
+                loss_count += 1
+                tokens_since += x.numel()
+                if p.step % LOG_EVERY == 0 or p.step == 1:
+                    rate = tokens_since / max(now - t_since, 1e-9)
+                    yield StepReport(p.step, self._epoch_float(), float(loss_sum) / loss_count, lr, rate,
+                                     p.elapsed, min(self.horizon_fraction(), 1.0))
+                    loss_sum.zero_()
+                    loss_count, tokens_since, t_since = 0, 0, time.perf_counter()
+                if self._stop_reason is not None:
+                    p.stop_reason = self._stop_reason
+                    return
+                if self.save_every and p.step % self.save_every == 0:
+                    yield SaveRequest(p.step)
+                if self._reached_horizon():
+                    p.done, p.stop_reason = True, "horizon"
+                elif self.val_ids is not None and p.step % c.eval_every == 0:
+                    report = self._eval_report(final=False)
+                    evaluated_at = p.step
+                    t_last = time.perf_counter()
+                    if c.patience is not None and p.evals_since_best >= c.patience:
+                        p.done, p.stop_reason = True, f"no improvement in {c.patience} evaluations"
+                    yield report
+                    t_since = time.perf_counter()
+            if p.window >= len(batches):
+                p.epoch, p.window, self.hidden = p.epoch + 1, 0, None  # reset state at epoch boundaries
+        if self.val_ids is not None and evaluated_at != p.step:
+            yield self._eval_report(final=True)
+
+    def _reached_horizon(self) -> bool:
+        c, p = self.config, self.progress
+        if c.max_steps is not None and p.step >= c.max_steps:
+            return True
+        if c.epochs is not None and p.epoch + p.window / self.steps_per_epoch >= c.epochs - 1e-12:
+            return True
+        if c.time_budget is not None and p.elapsed + p.last_eval_seconds >= c.time_budget:
+            return True
+        return False
