@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import shlex
-import signal
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import click
 
 from charlm import __version__
 from charlm.config import CELLS, OPTIMIZERS, PRECISIONS, UNKNOWN_POLICIES, ModelConfig, SampleConfig, TrainConfig, parse_duration
-from charlm.errors import CharlmError, CheckpointError, ConfigError
+from charlm.errors import CharlmError, ConfigError
 
 DEFAULT_CORPUS = "shakespeare"
 DEFAULT_TIME_BUDGET = 300.0  # seconds, when no --epochs / --max-steps / --time-budget is given
@@ -50,6 +48,25 @@ def cli():
 
 def main() -> None:
     cli(prog_name="charlm")
+
+
+def _command_line(ctx: click.Context) -> str:
+    """The command as the user gave it (arguments and explicitly set options), recorded in config.json."""
+    words = ["charlm", ctx.info_name]
+    for param in ctx.command.params:
+        if ctx.get_parameter_source(param.name) != click.core.ParameterSource.COMMANDLINE:
+            continue
+        value = ctx.params[param.name]
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+        elif getattr(param, "is_flag", False):
+            words.append(param.opts[-1] if value else (param.secondary_opts or [param.opts[-1]])[0])
+        else:
+            raw = value
+            if param.name == "time_budget":
+                raw = f"{value:g}s"
+            words += [param.opts[-1], str(raw)]
+    return shlex.join(words)
 
 
 def _duration(ctx, param, value):
@@ -131,7 +148,7 @@ def train(corpus, out, resume, force, val_source, encoding_errors, save_every, d
         corpus = corpus or DEFAULT_CORPUS
         out = out or Path("checkpoints") / f"{Path(corpus).stem}-{model_config.cell}-{datetime.now():%Y%m%d-%H%M%S}"
         setup = runner.new_setup(corpus, out, force, model_config, train_config, val_source, encoding_errors, device,
-                                 command=shlex.join(["charlm", *sys.argv[1:]]) if sys.argv else "charlm train")
+                                 command=_command_line(click.get_current_context()))
     code = runner.train_and_render(setup, save_every)
     if code:
         sys.exit(code)

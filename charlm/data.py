@@ -68,7 +68,8 @@ def prepare(source: str, val_fraction: float, test_fraction: float = 0.0, val_so
         "test_sha256": sha256_text(test_text) if test_text else None,
         "encoding_errors": encoding_errors,
     }
-    return RunData(tokenizer, train_ids, val_ids, len(val_text), info, warnings)
+    val_chars = tokenizer.count_chars(val_ids[1:]) if val_ids is not None else 0
+    return RunData(tokenizer, train_ids, val_ids, val_chars, info, warnings)
 
 
 def recorded_split(corpus_info: dict, train_config: dict, split_name: str) -> str:

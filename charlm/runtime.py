@@ -6,10 +6,12 @@ Called once from the CLI; the chosen device and dtype are passed down as argumen
 from __future__ import annotations
 
 import contextlib
+import functools
 import ctypes
 import ctypes.util
 import os
 import random
+import time
 
 import numpy as np
 import torch
@@ -41,23 +43,39 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cpu_supports_bf16() -> bool:
-    """True when the CPU has native bf16 dot products (AVX512-BF16 or AMX), where bf16 autocast pays off."""
-    try:
-        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
-            flags = f.read()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
+@functools.lru_cache(maxsize=None)
+def cpu_bf16_is_faster(min_speedup: float = 1.25) -> bool:
+    """Time one bf16 and one float32 matrix product (~20 ms) and say whether bf16 wins clearly.
+
+    CPU flags are not enough: on some machines that report AVX512-BF16, bf16
+    matrix products run at half the float32 speed (docs/performance.md).
+    """
+    a32, b32 = torch.randn(256, 1024), torch.randn(1024, 1024)
+    a16, b16 = a32.bfloat16(), b32.bfloat16()
+
+    def best_time(a, b):
+        a @ b  # warm up
+        times = []
+        for _ in range(3):
+            start = time.perf_counter()
+            a @ b
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    return best_time(a32, b32) / best_time(a16, b16) >= min_speedup
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for 'auto' | 'bf16' | 'fp32' on this device, or None for plain float32."""
+    """The autocast dtype for 'auto' | 'bf16' | 'fp32' on this device, or None for plain float32.
+
+    'auto' takes bf16 on CUDA when supported (else fp16) and on CPU only when a
+    quick measurement shows bf16 matrix products clearly faster than float32.
+    """
     if precision == "fp32":
         return None
     if device.type == "cuda":
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.type == "cpu" and (precision == "bf16" or cpu_supports_bf16()):
+    if device.type == "cpu" and (precision == "bf16" or cpu_bf16_is_faster()):
         return torch.bfloat16
     return None
 

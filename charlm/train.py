@@ -296,11 +296,6 @@ class Trainer:
                                      p.elapsed, min(self.horizon_fraction(), 1.0))
                     loss_sum.zero_()
                     loss_count, tokens_since, t_since = 0, 0, time.perf_counter()
-                if self._stop_reason is not None:
-                    p.stop_reason = self._stop_reason
-                    return
-                if self.save_every and p.step % self.save_every == 0:
-                    yield SaveRequest(p.step)
                 if self._reached_horizon():
                     p.done, p.stop_reason = True, "horizon"
                 elif self.val_ids is not None and p.step % c.eval_every == 0:
@@ -311,6 +306,11 @@ class Trainer:
                         p.done, p.stop_reason = True, f"no improvement in {c.patience} evaluations"
                     yield report
                     t_since = time.perf_counter()
+                if self.save_every and p.step % self.save_every == 0 and not p.done:
+                    yield SaveRequest(p.step)
+                if self._stop_reason is not None and not p.done:
+                    p.stop_reason = self._stop_reason
+                    return
             if p.window >= len(batches):
                 p.epoch, p.window, self.hidden = p.epoch + 1, 0, None  # reset state at epoch boundaries
         if self.val_ids is not None and evaluated_at != p.step:

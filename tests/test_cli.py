@@ -1,0 +1,146 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+from safetensors.torch import load_file
+
+from charlm.cli import cli
+from charlm.train import StepReport, Trainer
+
+from conftest import TINY_MODEL_ARGS
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def test_help_has_examples():
+    for command in ("train", "eval", "sample", "repl"):
+        result = invoke(command, "--help")
+        assert result.exit_code == 0 and "Examples:" in result.output
+
+
+def test_train_writes_a_complete_run(trained_run):
+    names = {p.name for p in trained_run.iterdir()}
+    assert {"config.json", "tokenizer.json", "model.safetensors", "last.safetensors", "metrics.jsonl"} <= names
+    records = [json.loads(line) for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    assert {"train", "val"} <= {r["type"] for r in records}
+    assert not any(p.suffix == ".pkl" or p.suffix == ".pt" for p in trained_run.iterdir())
+
+
+def test_eval_json_reports_the_figures(trained_run):
+    result = invoke("eval", trained_run, "--json")
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert {"loss", "perplexity", "bpc", "tokens", "characters"} <= set(figures)
+    assert figures["perplexity"] == pytest.approx(2.718281828 ** figures["loss"], rel=1e-6)
+    assert figures["bpc"] == pytest.approx(figures["loss"] / 0.6931471805599453 * figures["tokens"] / figures["characters"])
+    best = json.loads((trained_run / "config.json").read_text())
+    assert best["corpus"]["val_characters"] > 0
+
+
+def test_eval_on_a_file_and_human_table(trained_run, tiny_corpus):
+    result = invoke("eval", trained_run, tiny_corpus)
+    assert result.exit_code == 0, result.output
+    assert "bits per character" in result.stdout
+
+
+def test_sample_is_reproducible_and_stdout_only_text(trained_run):
+    a = invoke("sample", trained_run, "--prompt", "the ", "--length", "40", "--seed", "3")
+    b = invoke("sample", trained_run, "--prompt", "the ", "--length", "40", "--seed", "3", "--no-stream")
+    assert a.exit_code == 0, a.output
+    assert a.stdout == b.stdout and a.stdout.startswith("the ") and len(a.stdout) == len("the ") + 40 + 1
+    many = invoke("sample", trained_run, "-p", "a", "-n", "10", "--num-samples", "3", "--seed", "1")
+    assert many.exit_code == 0 and many.stdout.count("─" * 40) == 2
+
+
+def test_greedy_sampling_is_deterministic(trained_run):
+    a = invoke("sample", trained_run, "-p", "the", "-n", "30", "-t", "0", "--seed", "1")
+    b = invoke("sample", trained_run, "-p", "the", "-n", "30", "-t", "0", "--seed", "2")
+    assert a.stdout == b.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["sample", "{run}", "-t", "-1"], "--temperature"),
+    (["sample", "{run}", "--top-p", "0"], "--top-p"),
+    (["sample", "{run}", "--top-p", "1.5"], "--top-p"),
+    (["sample", "{run}", "-k", "-2"], "--top-k"),
+    (["sample", "{run}", "-n", "-5"], "--length"),
+    (["sample", "{run}", "-p", "XYZ"], "never saw"),
+    (["sample", "/no/such/run"], "does not exist"),
+    (["eval", "{corpus}"], "is a file"),
+    (["train", "/no/such/file.txt"], "no file, folder or shipped corpus"),
+    (["train", "{corpus}", "--hidden", "0"], "--hidden"),
+    (["train", "{corpus}", "--time-budget", "soon"], "duration"),
+    (["train", "{corpus}", "--device", "cuda"], "CUDA is not available"),
+])
+def test_bad_input_gives_one_line_error(trained_run, tiny_corpus, args, message):
+    args = [a.format(run=trained_run, corpus=tiny_corpus) for a in args]
+    if "--device" in args:
+        import torch
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available here")
+    result = invoke(*args)
+    assert result.exit_code != 0
+    assert message in result.stderr
+    assert "Traceback" not in result.output
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_refuses_to_overwrite_a_run(trained_run, tiny_corpus):
+    result = invoke("train", tiny_corpus, "--out", trained_run, "--max-steps", "1")
+    assert result.exit_code == 1 and "--resume" in result.stderr and "--force" in result.stderr
+
+
+def test_empty_corpus_is_refused(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    result = invoke("train", empty, "--out", tmp_path / "run")
+    assert result.exit_code == 1 and "empty" in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_hihello_through_the_cli(tmp_path):
+    out = tmp_path / "hh"
+    result = invoke("train", "hihello", "--out", out, "--cell", "rnn", "--embed", "0", "--hidden", "8", "--layers", "1",
+                    "--batch-size", "1", "--seq-len", "6", "--val-fraction", "0", "--max-steps", "150", "--lr", "0.05",
+                    "--warmup", "0", "--dropout", "0")
+    assert result.exit_code == 0, result.output
+    sample = invoke("sample", out, "-p", "h", "-n", "6", "-t", "0")
+    assert sample.stdout == "hihello\n"
+
+
+def test_repl_piped_input(trained_run, tmp_path):
+    saved = tmp_path / "session.txt"
+    script = f"the c\n:accept\n:context\n:undo\n:temp 0\n:gen 5\n:save {saved}\n:bogus\n:quit\n"
+    result = invoke("repl", trained_run, "--top-k", "3", input=script)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("entropy ") and "bits |" in lines[0]
+    assert "unknown command :bogus" in result.stdout
+    assert saved.read_text(encoding="utf-8").startswith("the c")
+
+
+def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
+    args = ["--max-steps", "40", *TINY_MODEL_ARGS, "--dropout", "0.1"]
+    straight = invoke("train", tiny_corpus, "--out", tmp_path / "a", *args)
+    assert straight.exit_code == 0, straight.output
+
+    original_run = Trainer.run
+
+    def run_then_stop(self):
+        for report in original_run(self):
+            yield report
+            if isinstance(report, StepReport) and report.step >= 20:
+                self.request_stop("SIGINT")
+
+    monkeypatch.setattr(Trainer, "run", run_then_stop)
+    stopped = invoke("train", tiny_corpus, "--out", tmp_path / "b", *args)
+    assert stopped.exit_code == 130 and "--resume" in stopped.stderr
+    monkeypatch.setattr(Trainer, "run", original_run)
+    resumed = invoke("train", "--resume", tmp_path / "b")
+    assert resumed.exit_code == 0, resumed.output
+    a, b = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
+    assert a.keys() == b.keys()
+    for name in a:
+        assert (a[name] == b[name]).all(), name  # bit-identical on CPU

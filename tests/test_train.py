@@ -1,0 +1,86 @@
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from charlm.config import ModelConfig, SampleConfig, TrainConfig
+from charlm.model import RNNLM
+from charlm.sampling import generate
+from charlm.tokenizer import CharTokenizer
+from charlm.train import EvalReport, StepReport, Trainer, lr_at
+
+from conftest import TINY_TEXT
+
+
+def train_tiny(cell: str, steps: int = 80, **model_kwargs):
+    torch.manual_seed(0)
+    tok = CharTokenizer.fit(TINY_TEXT)
+    ids = tok.encode(TINY_TEXT)
+    split = int(len(ids) * 0.9)
+    config = ModelConfig(**{"cell": cell, "num_layers": 1, "hidden_size": 24, "embed_size": 8, "dropout": 0.0, **model_kwargs})
+    model = RNNLM(config, tok.vocab_size)
+    trainer = Trainer(model, ids[:split], ids[split:],
+                      TrainConfig(batch_size=4, seq_len=16, lr=0.02, warmup_steps=5, max_steps=steps, eval_every=40),
+                      torch.device("cpu"))
+    reports = list(trainer.run())
+    return trainer, reports
+
+
+@pytest.mark.parametrize("cell", ["rnn", "rnn-relu", "lstm", "gru"])
+def test_each_cell_learns(cell):
+    trainer, reports = train_tiny(cell)
+    steps = [r for r in reports if isinstance(r, StepReport)]
+    evals = [r for r in reports if isinstance(r, EvalReport)]
+    assert steps[-1].loss < steps[0].loss * 0.6
+    assert evals[-1].final and evals[-1].result.loss < math.log(trainer.model.vocab_size) * 0.6
+    assert trainer.progress.step == 80 and trainer.progress.done
+
+
+def test_hihello_is_learned_exactly():
+    """The classic exercise: one-hot input, learn h→i→h→e→l→l→o; greedy from 'h' gives 'ihello'."""
+    torch.manual_seed(0)
+    tok = CharTokenizer.fit("hihello")
+    ids = tok.encode("hihello")
+    model = RNNLM(ModelConfig(cell="rnn", num_layers=1, hidden_size=8, embed_size=0, dropout=0.0), tok.vocab_size)
+    trainer = Trainer(model, ids, None, TrainConfig(batch_size=1, seq_len=6, lr=0.05, warmup_steps=0, max_steps=150),
+                      torch.device("cpu"))
+    list(trainer.run())
+    out = generate(model, torch.from_numpy(tok.encode("h").astype(np.int64)), 6, SampleConfig(temperature=0))
+    assert tok.decode([int(step[0]) for step in out]) == "ihello"
+
+
+def test_hidden_state_is_carried_and_detached():
+    trainer, _ = train_tiny("lstm", steps=3)
+    h, c = trainer.hidden
+    assert not h.requires_grad and h.abs().sum() > 0  # carried from the last window, cut from its graph
+
+
+def test_lr_schedule_warms_up_then_decays_to_floor():
+    config = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1, max_steps=100)
+    assert lr_at(0.0, 0, config) == pytest.approx(0.1)
+    assert lr_at(0.1, 10, config) == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 0.1)))
+    assert lr_at(1.0, 100, config) == pytest.approx(0.1)
+
+
+def test_time_budget_stops_the_run():
+    tok = CharTokenizer.fit(TINY_TEXT)
+    ids = tok.encode(TINY_TEXT)
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8), tok.vocab_size)
+    trainer = Trainer(model, ids[:2000], ids[2000:], TrainConfig(batch_size=4, seq_len=16, time_budget=1.0),
+                      torch.device("cpu"))
+    reports = list(trainer.run())
+    assert trainer.progress.done and trainer.progress.elapsed < 3.0
+    assert isinstance(reports[-1], EvalReport)
+
+
+def test_nonfinite_loss_skips_step_and_lowers_lr():
+    trainer, _ = train_tiny("lstm", steps=2)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with torch.no_grad():
+        trainer.model.decoder.bias.fill_(float("nan"))
+    x, y = trainer._batches(0).window(0)
+    assert trainer._train_step(x, y, 0.01) is None
+    event = trainer._on_bad_step()
+    assert event.kind == "nonfinite_loss" and trainer.progress.lr_scale == 0.5
+    assert torch.equal(trainer.model.rnn.weight_hh_l0, before["rnn.weight_hh_l0"])  # no update applied
