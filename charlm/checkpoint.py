@@ -33,7 +33,7 @@ from charlm import __version__
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import CharlmError, CheckpointError
 from charlm.model import RNNLM, State
-from charlm.tokenizer import CharTokenizer
+from charlm.tokenizer import CharTokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 1
 CONFIG_FILE = "config.json"
@@ -259,7 +259,7 @@ def load_tokenizer(run_dir: Path, info: dict) -> CharTokenizer:
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: the run's tokenizer is needed; restore it or retrain")
     try:
-        tokenizer = CharTokenizer.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        tokenizer = tokenizer_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except (json.JSONDecodeError, UnicodeDecodeError, CharlmError) as e:
         raise CheckpointError(f"{path} cannot be read ({e}): restore it or retrain") from None
     if tokenizer.fingerprint() != info["tokenizer"].get("sha256"):

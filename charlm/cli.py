@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from charlm import __version__
+from charlm import __version__, cli_explore
 from charlm.config import CELLS, OPTIMIZERS, PRECISIONS, UNKNOWN_POLICIES, ModelConfig, SampleConfig, TrainConfig, parse_duration
 from charlm.errors import CharlmError, ConfigError
 
@@ -246,6 +246,10 @@ def repl(checkpoint, show_k, device):
     if show_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {show_k}")
     runner.run_repl(checkpoint, show_k, device)
+
+
+for _command in cli_explore.COMMANDS:
+    cli.add_command(_command)
 
 
 if __name__ == "__main__":

@@ -271,8 +271,9 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
     try:
         if stream and num_samples == 1:
             write(shown_prompt)
+            decoder = tok.incremental_decoder()
             for next_ids in steps:
-                write(tok.token(int(next_ids[0])))
+                write(decoder.feed(int(next_ids[0])))
                 sys.stdout.flush()
             write("\n")
         else:

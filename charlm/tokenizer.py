@@ -125,6 +125,10 @@ class CharTokenizer:
         """The text of one token (for displays such as the REPL)."""
         return UNK_DISPLAY if token_id == UNK_ID else self.chars[token_id - 1]
 
+    def incremental_decoder(self) -> "CharDecoder":
+        """A decoder for streaming output: feed one id at a time, get the text it completes."""
+        return CharDecoder(self)
+
     def count_chars(self, ids: np.ndarray) -> int:
         """Number of characters the ids stand for (one per id at char level)."""
         return int(len(ids))
@@ -144,3 +148,22 @@ class CharTokenizer:
     def fingerprint(self) -> str:
         """SHA-256 of the vocabulary, recorded in the checkpoint to catch a mismatched tokenizer file."""
         return hashlib.sha256(json.dumps(self.to_dict(), ensure_ascii=False).encode()).hexdigest()
+
+
+class CharDecoder:
+    """Streaming decode at char level: every id is one whole character."""
+
+    def __init__(self, tokenizer: CharTokenizer):
+        self.tokenizer = tokenizer
+
+    def feed(self, token_id: int) -> str:
+        return self.tokenizer.token(token_id)
+
+
+def tokenizer_from_dict(data: dict[str, Any]) -> CharTokenizer:
+    """Rebuild a tokenizer saved with ``to_dict`` (dispatches on its 'kind')."""
+    kinds = {CharTokenizer.kind: CharTokenizer}
+    kind = data.get("kind") if isinstance(data, dict) else None
+    if kind not in kinds:
+        raise TokenizerError(f"unknown tokenizer kind {kind!r}: the checkpoint is corrupted or from a newer charlm")
+    return kinds[kind].from_dict(data)
