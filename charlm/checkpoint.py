@@ -54,16 +54,21 @@ def atomic_write(path: Path, data: bytes) -> None:
     removed and ``path`` keeps its previous content.
     """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    tmp = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise CheckpointError(f"cannot write {path}: {e.strerror or e}; free disk space or pick a writable "
+                                  "folder (the previous file is intact)") from None
         raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -81,6 +86,13 @@ def append_metrics(run_dir: Path, record: dict) -> None:
     """Append one JSON line to metrics.jsonl (a torn last line is skipped when reading)."""
     with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
         f.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def truncate_metrics(run_dir: Path, step: int) -> None:
+    """Drop records after ``step`` (work lost to a crash, about to be redone by --resume)."""
+    records = [r for r in read_metrics(run_dir) if r.get("step", 0) <= step]
+    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
+    atomic_write(Path(run_dir) / METRICS_FILE, text.encode("utf-8"))
 
 
 def read_metrics(run_dir: Path) -> list[dict]:

@@ -50,7 +50,8 @@ def cpu_bf16_is_faster(min_speedup: float = 1.25) -> bool:
     CPU flags are not enough: on some machines that report AVX512-BF16, bf16
     matrix products run at half the float32 speed (docs/performance.md).
     """
-    a32, b32 = torch.randn(256, 1024), torch.randn(1024, 1024)
+    generator = torch.Generator().manual_seed(0)  # leave the global RNG untouched (exact resume depends on it)
+    a32, b32 = torch.randn(256, 1024, generator=generator), torch.randn(1024, 1024, generator=generator)
     a16, b16 = a32.bfloat16(), b32.bfloat16()
 
     def best_time(a, b):
@@ -68,16 +69,22 @@ def cpu_bf16_is_faster(min_speedup: float = 1.25) -> bool:
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for 'auto' | 'bf16' | 'fp32' on this device, or None for plain float32.
 
-    'auto' takes bf16 on CUDA when supported (else fp16) and on CPU only when a
+    'auto' takes bf16 on CUDA when supported (else float32) and on CPU only when a
     quick measurement shows bf16 matrix products clearly faster than float32.
     """
     if precision == "fp32":
         return None
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None  # fp16 would need a GradScaler
     if device.type == "cpu" and (precision == "bf16" or cpu_bf16_is_faster()):
         return torch.bfloat16
     return None
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """Turn 'auto' into the concrete 'bf16' or 'fp32' for this device, to record in the run's config
+    (a resumed run must not decide differently)."""
+    return "bf16" if autocast_dtype(precision, device) is not None else "fp32"
 
 
 def autocast(device: torch.device, dtype: torch.dtype | None):

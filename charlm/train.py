@@ -17,6 +17,7 @@ One step::
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 import time
@@ -35,7 +36,10 @@ from charlm.model import RNNLM, State, detach_state
 from charlm.runtime import autocast
 
 LOG_EVERY = 10  # steps between StepReports (the loss is read from the device this often)
-MAX_BAD_STEPS = 8  # non-finite steps tolerated in a run before giving up
+SNAPSHOT_EVERY = 100  # good steps between in-memory snapshots to roll back to
+BAD_STREAK_FOR_ROLLBACK = 3  # consecutive bad steps that trigger a rollback to the last snapshot
+MAX_ROLLBACKS = 4  # rollbacks tolerated in a run before giving up
+EXPLODED = 3.0  # a loss above EXPLODED * ln(vocab size) (three times worse than guessing) counts as exploding
 
 
 class TrainingDiverged(CharlmError):
@@ -54,8 +58,10 @@ class Progress:
     best_val_loss: float = math.inf
     best_step: int = 0
     evals_since_best: int = 0
-    lr_scale: float = 1.0  # lowered after a non-finite step
+    lr_scale: float = 1.0  # halved after each bad (non-finite or exploding) step
     bad_steps: int = 0
+    bad_streak: int = 0
+    rollbacks: int = 0
     last_eval_seconds: float = 0.0
     done: bool = False
     stop_reason: str = ""
@@ -101,7 +107,7 @@ class SaveRequest:
 @dataclass(frozen=True)
 class EventReport:
     step: int
-    kind: str  # 'nonfinite_loss'
+    kind: str  # 'bad_step' or 'rollback'
     message: str
 
 
@@ -170,6 +176,8 @@ class Trainer:
         self.optimizer = make_optimizer(model, config)
         self.progress = Progress()
         self.hidden: State | None = None
+        self._snapshot: tuple[dict, dict] | None = None  # (model, optimizer) state at the last good point
+        self._explode_at = EXPLODED * math.log(max(model.vocab_size, 2))
         self.steps_per_epoch = len(self._batches(0))
         if self.steps_per_epoch == 0:
             raise CharlmError("training text is too short for one window: lower --batch-size or --seq-len")
@@ -207,7 +215,8 @@ class Trainer:
     # ----- one step -----------------------------------------------------------------------------------------
 
     def _train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor | None:
-        """One optimizer step on window (x, y); returns the loss tensor, or None if it was non-finite."""
+        """One optimizer step on window (x, y); returns the loss tensor, or None for a bad step
+        (non-finite or exploding loss or gradient), which is not applied."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
@@ -218,24 +227,40 @@ class Trainer:
         loss.backward()
         clip = self.config.grad_clip or math.inf
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+        if not (torch.isfinite(loss) and torch.isfinite(norm) and loss < self._explode_at):
             self.optimizer.zero_grad(set_to_none=True)
             return None
         self.optimizer.step()
         self.hidden = detach_state(hidden)
         return loss.detach()
 
+    def _take_snapshot(self) -> None:
+        """Keep an in-memory copy of the model and optimizer to roll back to after repeated bad steps."""
+        self._snapshot = (copy.deepcopy(self.model.state_dict()), copy.deepcopy(self.optimizer.state_dict()))
+
     def _on_bad_step(self) -> EventReport:
+        """Skip the step and halve the learning rate; after a streak of bad steps roll back to the last
+        snapshot; after MAX_ROLLBACKS rollbacks give up with TrainingDiverged."""
         p = self.progress
         p.bad_steps += 1
+        p.bad_streak += 1
         p.lr_scale *= 0.5
-        self.hidden = None  # the state that produced a NaN is not worth carrying
-        if p.bad_steps > MAX_BAD_STEPS:
+        self.hidden = None  # the state that produced a bad loss is not worth carrying
+        if p.bad_streak < BAD_STREAK_FOR_ROLLBACK:
+            return EventReport(p.step, "bad_step", f"non-finite or exploding loss at step {p.step}: "
+                                                   f"step skipped, learning rate scaled to {p.lr_scale:g}x")
+        if p.rollbacks >= MAX_ROLLBACKS or self._snapshot is None:
             raise TrainingDiverged(
-                f"loss was not finite {p.bad_steps} times (last at step {p.step}): "
+                f"training diverged: {p.bad_steps} bad steps and {p.rollbacks} rollbacks by step {p.step}; "
                 "lower --lr, keep --clip on, or check the corpus"
             )
-        return EventReport(p.step, "nonfinite_loss", f"non-finite loss at step {p.step}: step skipped, lr scaled to {p.lr_scale:g}×")
+        model_state, optimizer_state = self._snapshot
+        self.model.load_state_dict(model_state)
+        self.optimizer.load_state_dict(optimizer_state)
+        p.rollbacks += 1
+        p.bad_streak = 0
+        return EventReport(p.step, "rollback", f"{BAD_STREAK_FOR_ROLLBACK} bad steps in a row at step {p.step}: "
+                                               f"rolled back to the last good state, learning rate scaled to {p.lr_scale:g}x")
 
     # ----- evaluation ---------------------------------------------------------------------------------------
 
@@ -272,6 +297,7 @@ class Trainer:
         loss_sum, loss_count, tokens_since, t_since = torch.zeros((), device=self.device), 0, 0, time.perf_counter()
         t_last = time.perf_counter()
         evaluated_at = -1
+        self._take_snapshot()
         while not p.done:
             batches = self._batches(p.epoch)
             while p.window < len(batches) and not p.done:
@@ -286,6 +312,9 @@ class Trainer:
                     yield self._on_bad_step()
                     continue
                 p.step += 1
+                p.bad_streak = 0
+                if p.step % SNAPSHOT_EVERY == 0:
+                    self._take_snapshot()
                 p.tokens += x.numel()
                 loss_sum += loss
                 loss_count += 1

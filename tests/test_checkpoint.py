@@ -96,7 +96,7 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", disk_full)
-    with pytest.raises(OSError):
+    with pytest.raises(CheckpointError, match="No space left on device.*previous file is intact"):
         checkpoint.atomic_write(target, b"new contents that never land")
     assert target.read_bytes() == b"old contents"
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temp file left behind

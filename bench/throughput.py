@@ -1,0 +1,145 @@
+"""Speed of the default model against the machine's own ceilings, all measured in this run.
+
+Prints:
+- matrix-product ceilings (float32 and bf16 GFLOP/s) for 2-thread CPU matmuls of training-like shapes;
+- training throughput of the default model (tokens/s and GFLOP/s, counting 6 x matmul parameters
+  x tokens for forward + backward) and its ratio to the faster ceiling;
+- evaluation throughput (forward only, large batch, inference mode) and its ratio to training;
+- generation tokens/s at batch 1 with the carried state, with charlm's plain-kernel stepping and
+  with oneDNN left on (the weight-reorder trap), and their ratio.
+
+    python bench/throughput.py [--hidden 256 --layers 2 --batch-size 32 --seq-len 64]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import time
+
+import torch
+import torch.nn.functional as F
+
+from charlm.config import ModelConfig, SampleConfig, TrainConfig
+from charlm.evaluate import evaluate
+from charlm.model import RNNLM
+from charlm.runtime import autocast_dtype, tune_allocator
+from charlm.sampling import generate
+from charlm.train import make_optimizer
+
+VOCAB = 65  # tinyshakespeare's character vocabulary
+
+
+def best_of(fn, repeats=5) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def matmul_ceiling(dtype: torch.dtype, m: int, k: int, n: int) -> float:
+    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
+    return 2 * m * k * n / best_of(lambda: a @ b) / 1e9
+
+
+def matmul_params(config: ModelConfig, vocab: int) -> int:
+    """Weights that take part in matrix products per token (embeddings are lookups, not products)."""
+    gates = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}[config.cell]
+    h = config.hidden_size
+    first_in = config.embed_size or vocab
+    layers = gates * h * (first_in + h) + (config.num_layers - 1) * gates * h * (2 * h)
+    return layers + h * vocab
+
+
+def train_tokens_per_s(model: RNNLM, train: TrainConfig, amp, steps=20) -> float:
+    optimizer = make_optimizer(model, train)
+    x = torch.randint(0, VOCAB, (train.batch_size, train.seq_len))
+    y = torch.randint(0, VOCAB, (train.batch_size, train.seq_len))
+    state = None
+
+    def step():
+        nonlocal state
+        with torch.autocast("cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+            logits, new_state = model(x, state)
+        loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        state = tuple(s.detach() for s in new_state) if isinstance(new_state, tuple) else new_state.detach()
+
+    for _ in range(3):
+        step()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    return steps * x.numel() / (time.perf_counter() - start)
+
+
+def generation_tokens_per_s(model: RNNLM, n: int, plain_kernels: bool) -> float:
+    prompt = torch.tensor([1, 2, 3])
+    config = SampleConfig(temperature=1.0)
+    if plain_kernels:
+        run = lambda: sum(1 for _ in generate(model, prompt, n, config))  # noqa: E731
+    else:
+        import charlm.sampling as sampling
+
+        def run():
+            keep = sampling._step_kernels
+            sampling._step_kernels = lambda device: contextlib.nullcontext()
+            try:
+                return sum(1 for _ in generate(model, prompt, n, config))
+            finally:
+                sampling._step_kernels = keep
+    return n / best_of(run, repeats=3)
+
+
+def main() -> None:
+    defaults = ModelConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cell", default=defaults.cell)
+    parser.add_argument("--hidden", type=int, default=defaults.hidden_size)
+    parser.add_argument("--layers", type=int, default=defaults.num_layers)
+    parser.add_argument("--embed", type=int, default=defaults.embed_size)
+    parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
+    parser.add_argument("--seq-len", type=int, default=TrainConfig().seq_len)
+    args = parser.parse_args()
+    tune_allocator()
+    torch.manual_seed(0)
+    config = ModelConfig(cell=args.cell, num_layers=args.layers, hidden_size=args.hidden, embed_size=args.embed)
+    train = TrainConfig(batch_size=args.batch_size, seq_len=args.seq_len, max_steps=1)
+    model = RNNLM(config, VOCAB)
+    flops_per_token = 6 * matmul_params(config, VOCAB)
+    h = args.hidden
+    rows = args.batch_size * args.seq_len
+    print(f"model: {config.cell} {config.num_layers}x{h}, embed {config.embed_size}, batch {args.batch_size} x seq "
+          f"{args.seq_len}; {matmul_params(config, VOCAB):,} matmul parameters, {torch.get_num_threads()} threads")
+    fp32 = matmul_ceiling(torch.float32, rows, h, 4 * h)
+    bf16 = matmul_ceiling(torch.bfloat16, rows, h, 4 * h)
+    ceiling = max(fp32, bf16)
+    print(f"matmul ceiling ({rows}x{h} @ {h}x{4 * h}): float32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
+    amp = autocast_dtype("auto", torch.device("cpu")) is not None
+    for label, use_amp in (("float32", False), ("bf16 autocast", True)):
+        rate = train_tokens_per_s(model, train, use_amp)
+        gflops = rate * flops_per_token / 1e9
+        chosen = " (chosen by --precision auto)" if use_amp == amp else ""
+        print(f"training {label}{chosen}: {rate:,.0f} tokens/s = {gflops:.0f} GFLOP/s = "
+              f"{gflops / ceiling:.0%} of the best matmul ceiling")
+        if use_amp == amp:
+            train_rate = rate
+    val = torch.randint(0, VOCAB, (111_540,)).numpy()
+    result = evaluate(model, val, batch_size=128, amp_dtype=torch.bfloat16 if amp else None)
+    print(f"evaluation (111,540 tokens, batch 128, inference mode): {result.tokens_per_s:,.0f} tokens/s = "
+          f"{result.tokens_per_s / train_rate:.1f}x training throughput")
+    model.eval()
+    plain = generation_tokens_per_s(model, 2000, plain_kernels=True)
+    onednn = generation_tokens_per_s(model, 2000, plain_kernels=False)
+    print(f"generation, batch 1, carried state: {plain:,.0f} tokens/s with plain kernels, {onednn:,.0f} with "
+          f"oneDNN on (ratio {plain / onednn:.2f})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Bad steps are skipped, the learning rate drops, repeated trouble rolls back, and hopeless runs stop clearly."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from charlm.cli import cli
+from charlm.config import ModelConfig, TrainConfig
+from charlm.model import RNNLM
+from charlm.tokenizer import CharTokenizer
+from charlm.train import EventReport, Trainer, TrainingDiverged
+
+from conftest import TINY_MODEL_ARGS, TINY_TEXT
+
+
+def make_trainer(max_steps=120):
+    torch.manual_seed(0)
+    tok = CharTokenizer.fit(TINY_TEXT)
+    ids = tok.encode(TINY_TEXT)
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8, dropout=0.0), tok.vocab_size)
+    return Trainer(model, ids[:2400], ids[2400:], TrainConfig(batch_size=4, seq_len=16, lr=0.01, warmup_steps=0,
+                                                               max_steps=max_steps, eval_every=50), torch.device("cpu"))
+
+
+def inject_nan(trainer, bad_calls):
+    """Make the model's forward return NaN logits on the given training calls (1 = the first step)."""
+    forward = trainer.model.forward
+    calls = {"n": 0}
+
+    def poisoned(ids, state=None):
+        logits, state = forward(ids, state)
+        if not trainer.model.training:  # evaluation passes are not counted
+            return logits, state
+        calls["n"] += 1
+        if calls["n"] in bad_calls:
+            logits = logits * float("nan")
+        return logits, state
+
+    trainer.model.forward = poisoned
+
+
+def test_injected_nan_is_skipped_then_rolled_back():
+    trainer = make_trainer()
+    inject_nan(trainer, bad_calls={60, 105, 106, 107})
+    reports = list(trainer.run())
+    events = [r for r in reports if isinstance(r, EventReport)]
+    assert [e.kind for e in events] == ["bad_step", "bad_step", "bad_step", "rollback"]
+    p = trainer.progress
+    assert p.done and p.step == 120 and p.rollbacks == 1 and p.bad_steps == 4
+    assert p.lr_scale == pytest.approx(0.5 ** 4)
+    assert all(torch.isfinite(t).all() for t in trainer.model.state_dict().values())
+
+
+def test_persistent_nan_gives_up_with_a_clear_message():
+    trainer = make_trainer()
+    inject_nan(trainer, bad_calls=set(range(10, 10_000)))
+    with pytest.raises(TrainingDiverged, match="lower --lr"):
+        list(trainer.run())
+
+
+def test_absurd_learning_rate_stops_with_one_line_and_logs_events(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--max-steps", "300",
+                                      *TINY_MODEL_ARGS, "--optimizer", "sgd", "--lr", "1e8", "--clip", "0",
+                                      "--warmup", "0"])
+    assert result.exit_code == 1
+    assert "training diverged" in result.stderr and "Traceback" not in result.output
+    events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    kinds = [e["kind"] for e in events if e["type"] == "event"]
+    assert "bad_step" in kinds and "rollback" in kinds
