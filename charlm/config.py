@@ -41,7 +41,7 @@ class ModelConfig:
 
     cell: str = "lstm"
     num_layers: int = 2
-    hidden_size: int = 384
+    hidden_size: int = 256
     embed_size: int = 64  # 0 = one-hot input, as in the classic exercise
     dropout: float = 0.2  # between layers and before the decoder
     tie_weights: bool = False  # decoder shares the embedding matrix; needs embed_size == hidden_size
@@ -90,7 +90,7 @@ class TrainConfig:
     epochs: float | None = None
     max_steps: int | None = None
     time_budget: float | None = None  # seconds of wall-clock time, evaluation included
-    eval_every: int = 250  # steps between validation passes
+    eval_every: int = 500  # steps between validation passes
     eval_batch_size: int = 128
     patience: int | None = None  # stop after this many evaluations without improvement
     seed: int = 1337
