@@ -21,6 +21,8 @@ from charlm.config import ModelConfig
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, c) for the LSTM; each (layers, B, H)
 
 _RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}
+# torch's single-step kernels: one call per layer and time step, same maths as the fused modules
+_CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell, "rnn-relu": torch.rnn_relu_cell}
 
 
 class RNNLM(nn.Module):
@@ -76,6 +78,35 @@ class RNNLM(nn.Module):
         out, state = self.rnn(x, state)  # (B, T, H)
         logits = self.decoder(self.drop(out))  # (B, T, V)
         return logits, state
+
+    def step(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """One time step for generation: ids (B,) int64, state → logits (B, V), new state.
+
+        The same function as ``forward(ids[:, None], state)`` in eval mode (no dropout),
+        computed with torch's single-step cell kernels, one call per layer. For one token
+        at a time this is several times faster on CPU than the fused module, whose oneDNN
+        path reorders its weights on every call.
+        """
+        if self.embedding is not None:
+            x = self.embedding(ids)  # (B, E)
+        else:
+            x = F.one_hot(ids, self.vocab_size).float()  # (B, V)
+        if state is None:
+            state = self.init_state(ids.shape[0], ids.device)
+        cell = _CELL_STEPS[self.config.cell]
+        lstm = self.config.cell == "lstm"
+        hs, cs = [], []
+        for layer, weights in enumerate(self.rnn.all_weights):  # [w_ih, w_hh, b_ih, b_hh]
+            if lstm:
+                h, c = cell(x, (state[0][layer], state[1][layer]), *weights)  # (B, H) each
+                cs.append(c)
+            else:
+                h = cell(x, state[layer], *weights)  # (B, H)
+            hs.append(h)
+            x = h
+        logits = self.decoder(x)  # (B, V)
+        new_state = (torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs)  # (layers, B, H)
+        return logits, new_state
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -87,6 +87,25 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     return "bf16" if autocast_dtype(precision, device) is not None else "fp32"
 
 
+@contextlib.contextmanager
+def reproducible_kernels(enabled: bool):
+    """While enabled, use kernels whose results do not vary from one process to the next.
+
+    torch's fused oneDNN RNN kernels, multi-threaded, give slightly different
+    gradients in two processes given the same inputs, so two identical runs (or a
+    run and its resume) drift apart in the last bits. With oneDNN off the plain ATen
+    kernels are bit-reproducible on CPU, at about 30% lower training throughput
+    (docs/performance.md).
+    """
+    previous = torch.backends.mkldnn.enabled
+    if enabled:
+        torch.backends.mkldnn.enabled = False
+    try:
+        yield
+    finally:
+        torch.backends.mkldnn.enabled = previous
+
+
 def autocast(device: torch.device, dtype: torch.dtype | None):
     """An autocast context for ``dtype``, or a no-op when dtype is None (weights stay float32 either way)."""
     if dtype is None:

@@ -4,31 +4,19 @@ Shared by ``charlm sample`` and the REPL. The prompt is read once in a single
 forward pass; each new token then costs one step of the recurrence (O(1) per
 token, no re-encoding of the context).
 
-oneDNN's fused LSTM reorders its weights on every call, which makes one-token
-steps 2-3x slower than torch's plain kernels, so generation runs with oneDNN
-switched off (``_step_kernels``).
+A prompt goes through the model's fused forward (fast for long sequences);
+single tokens go through ``RNNLM.step``, torch's one-step cell kernels, which
+avoid the fused oneDNN LSTM's weight reorder on every call (docs/performance.md).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Iterator
 
 import torch
 
 from charlm.config import SampleConfig
 from charlm.model import RNNLM, State
-
-
-@contextlib.contextmanager
-def _step_kernels(device: torch.device):
-    """Plain ATen kernels for one-token steps on CPU (see module docstring)."""
-    previous = torch.backends.mkldnn.enabled
-    torch.backends.mkldnn.enabled = previous and device.type != "cpu"
-    try:
-        yield
-    finally:
-        torch.backends.mkldnn.enabled = previous
 
 
 def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
@@ -72,9 +60,12 @@ class Predictor:
         """ids (B, T) or (T,) → logits (B, V) for the token after them; the state moves forward by T."""
         if ids.dim() == 1:
             ids = ids.unsqueeze(0).expand(self.batch_size, -1)
-        with _step_kernels(self.device):
-            out, self.state = self.model(ids.to(self.device), self.state)  # (B, T, V)
-        self.logits = out[:, -1]
+        ids = ids.to(self.device)
+        if ids.shape[1] == 1:
+            self.logits, self.state = self.model.step(ids[:, 0], self.state)  # (B, V)
+        else:
+            out, self.state = self.model(ids, self.state)  # (B, T, V)
+            self.logits = out[:, -1]
         return self.logits
 
     def reset(self) -> None:

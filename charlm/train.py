@@ -33,7 +33,7 @@ from charlm.config import TrainConfig
 from charlm.errors import CharlmError
 from charlm.evaluate import EvalResult, evaluate
 from charlm.model import RNNLM, State, detach_state
-from charlm.runtime import autocast
+from charlm.runtime import autocast, reproducible_kernels
 
 LOG_EVERY = 10  # steps between StepReports (the loss is read from the device this often)
 SNAPSHOT_EVERY = 100  # good steps between in-memory snapshots to roll back to
@@ -292,6 +292,10 @@ class Trainer:
         validation text. After ``request_stop`` it returns right after the current step, with
         ``progress.done`` still False so the run can be resumed. Safe to call after restoring a Progress:
         it continues from that window."""
+        with reproducible_kernels(self.config.deterministic):
+            yield from self._loop()
+
+    def _loop(self) -> Iterator[StepReport | EvalReport | EventReport | SaveRequest]:
         c, p = self.config, self.progress
         self.model.train()
         loss_sum, loss_count, tokens_since, t_since = torch.zeros((), device=self.device), 0, 0, time.perf_counter()

@@ -77,3 +77,20 @@ def test_tied_weights_share_one_matrix():
     assert model.decoder.weight is model.embedding.weight
     with pytest.raises(ConfigError, match="--tie-weights"):
         ModelConfig(hidden_size=8, embed_size=4, tie_weights=True)
+
+
+@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("embed", [0, 4])
+def test_single_step_matches_fused_forward(cell, embed):
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(cell=cell, num_layers=2, hidden_size=5, embed_size=embed, dropout=0.3), 6).eval()
+    ids = torch.randint(0, 6, (3, 7))
+    with torch.no_grad():
+        full, full_state = model(ids)
+        state, steps = None, []
+        for t in range(7):
+            logits, state = model.step(ids[:, t], state)
+            steps.append(logits)
+    torch.testing.assert_close(torch.stack(steps, dim=1), full)
+    for a, b in zip(state if cell == "lstm" else (state,), full_state if cell == "lstm" else (full_state,)):
+        torch.testing.assert_close(a, b)
