@@ -22,7 +22,7 @@ from pathlib import Path
 from safetensors.torch import load_file
 
 ARGS = ["--max-steps", "600", "--save-every", "25", "--eval-every", "150", "--hidden", "64", "--embed", "16",
-        "--batch-size", "16", "--seq-len", "32", "--dropout", "0.1"]
+        "--batch-size", "16", "--seq-len", "32", "--dropout", "0.1", "--deterministic"]
 
 
 def charlm(*args) -> list[str]:

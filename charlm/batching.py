@@ -14,15 +14,32 @@ across windows. For the alphabet with B = 4 and T = 2 (L = (26 - 1) // 4 = 6)::
 
 Windows are gathered straight from the 1-D array with fancy indexing, so the
 array may be a numpy memmap far larger than memory: only B × (T + 1) ids are
-read per step.
+read per step. Pages of a memmap that the process has read count toward its
+resident memory until released, so every RELEASE_EVERY windows they are handed
+back to the kernel (``release_pages``): they stay in the page cache, and the
+resident memory of a run stays bounded whatever the corpus size.
 """
 
 from __future__ import annotations
 
+import mmap
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+
+RELEASE_EVERY = 16  # windows between hand-backs of a memmap's pages
+
+
+def release_pages(ids) -> None:
+    """Drop a numpy memmap's pages from this process's resident memory (no-op for other arrays).
+
+    madvise(MADV_DONTNEED) on a read-only file mapping only unmaps the pages: the
+    data stays in the file and the page cache, and the next read faults it back in.
+    """
+    mapping = getattr(ids, "_mmap", None)
+    if mapping is not None and hasattr(mapping, "madvise"):
+        mapping.madvise(mmap.MADV_DONTNEED)
 
 
 @dataclass(frozen=True)
@@ -51,6 +68,7 @@ class TBPTTBatches:
         self.seq_len = seq_len
         self.layout = layout(len(ids), batch_size, offset)
         self._steps = np.arange(seq_len + 1, dtype=np.int64)  # (T+1,)
+        self._reads = 0
 
     def __len__(self) -> int:
         return max(self.layout.stream_len // self.seq_len, 0)
@@ -59,6 +77,9 @@ class TBPTTBatches:
         """Window i: x = stream[:, iT : iT+T], y = stream[:, iT+1 : iT+T+1]."""
         index = self.layout.starts[:, None] + i * self.seq_len + self._steps  # (B, T+1)
         chunk = torch.from_numpy(np.asarray(self.ids[index], dtype=np.int64))  # (B, T+1)
+        self._reads += 1
+        if self._reads % RELEASE_EVERY == 0:
+            release_pages(self.ids)
         return chunk[:, :-1], chunk[:, 1:]
 
     def __iter__(self):
@@ -74,27 +95,33 @@ def eval_windows(ids: np.ndarray, batch_size: int, seq_len: int, warmup: int = 1
     stream b > 0 is first run over the ``warmup`` ids just before its start, unscored:
     ``warm`` is that (B - 1, W) int64 tensor (None when W = 0 or B = 1); stream 0 really
     starts at the beginning of the text, with a zero state. ``windows`` yields int64
-    (x, y) of shape (B, <=T); positions past the end have target -100 (ignored by
-    cross-entropy).
+    (x, y) of shape (B, <=T); positions past the end have input 0 and target -100
+    (ignored by cross-entropy).
+
+    Windows are gathered from ``ids`` one at a time, so a memmap is never copied whole::
+
+        stream b, window i:  x = ids[b*L + i*T : … + T]      y = ids[b*L + i*T + 1 : … + T + 1]
     """
     n_targets = len(ids) - 1
     batch_size = max(1, min(batch_size, n_targets // min_stream_len))
     stream_len = -(-n_targets // batch_size)  # ceil
-    padded = np.zeros(batch_size * stream_len + 1, dtype=np.int64)
-    padded[: len(ids)] = ids
-    targets = np.full(batch_size * stream_len, -100, dtype=np.int64)
-    targets[:n_targets] = ids[1:]
-    x_all = torch.from_numpy(padded[:-1].reshape(batch_size, stream_len))  # (B, L)
-    y_all = torch.from_numpy(targets.reshape(batch_size, stream_len))  # (B, L)
+    starts = np.arange(batch_size, dtype=np.int64) * stream_len  # (B,)
     width = min(warmup, stream_len)
     warm = None
     if width and batch_size > 1:
-        starts = np.arange(1, batch_size, dtype=np.int64) * stream_len  # (B-1,)
-        warm = torch.from_numpy(padded[starts[:, None] - width + np.arange(width)])  # (B-1, W)
+        index = starts[1:, None] - width + np.arange(width)  # (B-1, W)
+        warm = torch.from_numpy(np.asarray(ids[index], dtype=np.int64))
 
     def windows():
         for i in range(0, stream_len, seq_len):
-            yield x_all[:, i:i + seq_len], y_all[:, i:i + seq_len]
+            pos = starts[:, None] + i + np.arange(min(seq_len, stream_len - i))  # (B, T) input positions
+            x = np.asarray(ids[np.minimum(pos, n_targets)], dtype=np.int64)  # (B, T)
+            y = np.asarray(ids[np.minimum(pos + 1, n_targets)], dtype=np.int64)  # (B, T)
+            x[pos > n_targets] = 0
+            y[pos >= n_targets] = -100
+            if (i // seq_len + 1) % RELEASE_EVERY == 0:
+                release_pages(ids)
+            yield torch.from_numpy(x), torch.from_numpy(y)
 
     return warm, windows()
 

@@ -7,6 +7,7 @@ non-zero exit status (click prints ``Error: …`` on stderr and exits 1).
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 from datetime import datetime
@@ -16,11 +17,14 @@ import click
 
 from charlm import __version__, cli_explore
 from charlm.config import CELLS, OPTIMIZERS, PRECISIONS, UNKNOWN_POLICIES, ModelConfig, SampleConfig, TrainConfig, parse_duration
+from charlm.corpus import Source
 from charlm.errors import CharlmError, ConfigError
+from charlm.tokenizer import LEVELS, NORMALIZATIONS, SUBWORD_MODELS, TokenizerSpec
 
 DEFAULT_CORPUS = "shakespeare"
 DEFAULT_TIME_BUDGET = 300.0  # seconds, when no --epochs / --max-steps / --time-budget is given
 MODEL_DEFAULTS, TRAIN_DEFAULTS, SAMPLE_DEFAULTS = ModelConfig(), TrainConfig(), SampleConfig()
+TOKENIZER_DEFAULTS = TokenizerSpec()
 
 
 class CharlmGroup(click.Group):
@@ -58,7 +62,7 @@ def _command_line(ctx: click.Context) -> str:
             continue
         value = ctx.params[param.name]
         if isinstance(param, click.Argument):
-            words.append(str(value))
+            words += [str(v) for v in value] if isinstance(value, tuple) else [str(value)]
         elif getattr(param, "is_flag", False):
             words.append(param.opts[-1] if value else (param.secondary_opts or [param.opts[-1]])[0])
         else:
@@ -90,17 +94,30 @@ def _unknown_option(f):
 Examples:
   charlm train hihello --embed 0 --hidden 16 --batch-size 1 --seq-len 6 --val-fraction 0 --max-steps 200
   charlm train shakespeare --time-budget 5m --out checkpoints/shakespeare
-  charlm train my_text.txt --cell gru --layers 3 --hidden 512 --epochs 10
+  charlm train korean_bills --level subword --vocab-size 4000 --time-budget 5m
+  charlm train korean_bills --normalize nfd --time-budget 5m          # Hangul as jamo: a vocabulary of ~200
+  charlm train books/ --glob '*.md' notes.txt.gz --cell gru --layers 3 --hidden 512 --epochs 10
+  charlm train data.jsonl --text-column body --level byte
+  charlm train hf:wikitext:wikitext-2-raw-v1 --split train --text-column text
   charlm train --resume checkpoints/shakespeare
 """)
-@click.argument("corpus", required=False)
+@click.argument("corpus", nargs=-1)
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Run folder (default: checkpoints/<corpus>-<cell>-<time>).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder exactly where it stopped.")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--val", "val_source", help="Validation text file (default: the last --val-fraction of the corpus).")
 @click.option("--val-fraction", type=float, default=TRAIN_DEFAULTS.val_fraction, show_default=True, help="Last fraction of the corpus held out for validation.")
 @click.option("--test-fraction", type=float, default=TRAIN_DEFAULTS.test_fraction, show_default=True, help="Fraction before the validation part held out as a test split.")
+@click.option("--glob", default="*.txt", show_default=True, help="Which files of a CORPUS folder to read (recursively).")
 @click.option("--encoding-errors", type=click.Choice(["strict", "replace", "ignore"]), default="strict", show_default=True, help="What to do with bytes that are not UTF-8.")
+@click.option("--split", "hf_split", default="train", show_default=True, help="Split of a Hugging Face dataset (hf:NAME[:CONFIG]).")
+@click.option("--text-column", default="text", show_default=True, help="Column holding the text, for datasets and json/jsonl/csv/parquet files.")
+@click.option("--level", type=click.Choice(LEVELS), default=TOKENIZER_DEFAULTS.level, show_default=True, help="Tokens: characters, UTF-8 bytes (256 symbols) or sentencepiece subwords.")
+@click.option("--vocab-size", type=int, default=TOKENIZER_DEFAULTS.vocab_size, show_default=True, help="Subword vocabulary size (--level subword).")
+@click.option("--sp-model", "model_type", type=click.Choice(SUBWORD_MODELS), default=TOKENIZER_DEFAULTS.model_type, show_default=True, help="Subword algorithm (--level subword).")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=TOKENIZER_DEFAULTS.normalize, show_default=True, help="Unicode normal form applied before tokenizing; nfd splits Hangul into jamo (samples are recomposed to NFC).")
+@click.option("--cache-dir", type=click.Path(path_type=Path), help="Keep token files here, for a corpus of any size (default: $CHARLM_CACHE_DIR or ~/.cache/charlm, for corpora of 32 MB or more).")
+@click.option("--no-cache", is_flag=True, help="Tokenize in memory, never into a token cache.")
 @click.option("--cell", type=click.Choice(CELLS), default=MODEL_DEFAULTS.cell, show_default=True, help="Recurrent cell.")
 @click.option("--layers", "num_layers", type=int, default=MODEL_DEFAULTS.num_layers, show_default=True, help="Stacked recurrent layers.")
 @click.option("--hidden", "hidden_size", type=int, default=MODEL_DEFAULTS.hidden_size, show_default=True, help="Hidden units per layer.")
@@ -123,32 +140,50 @@ Examples:
 @click.option("--save-every", type=int, help="Also save the resumable state every N steps (default: at each validation pass).")
 @click.option("--seed", type=int, default=TRAIN_DEFAULTS.seed, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TRAIN_DEFAULTS.precision, show_default=True, help="auto uses bf16 autocast where the hardware has fast bf16.")
+@click.option("--deterministic", is_flag=True, help="Bit-reproducible runs and resumes on CPU (about 30% slower: no oneDNN RNN kernels).")
 @_device_option
-def train(corpus, out, resume, force, val_source, encoding_errors, save_every, device, **options):
-    """Train a model on CORPUS (a text file, a folder of .txt files, or a shipped corpus name).
+def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_split, text_column, level, vocab_size,
+          model_type, normalize, cache_dir, no_cache, save_every, device, **options):
+    """Train a model on CORPUS: one or more text files (gzip, bz2 and xz too), folders, shipped corpus
+    names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]).
 
-    The corpus is split contiguously (the last 10% validates), a character
-    vocabulary is built from the training part, and the model is trained with
-    stateful truncated BPTT. The run folder keeps the best and the last
-    weights, the tokenizer, the configs and metrics.jsonl.
+    The corpus is split contiguously by characters (the last 10% validates), a
+    character, byte or subword vocabulary is built from the training part only,
+    and the model is trained with stateful truncated BPTT. The run folder keeps
+    the best and the last weights, the tokenizer, the configs and metrics.jsonl.
+    A large corpus is tokenized once into a memory-mapped token cache that later
+    runs reuse.
     """
-    from charlm import runner
+    from charlm import data, runner, tokencache
 
+    ctx = click.get_current_context()
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     if resume is not None:
-        if corpus is not None:
-            raise click.UsageError("--resume continues a run on its own corpus: drop the CORPUS argument")
+        if corpus or given & {"level", "vocab_size", "model_type", "normalize", "glob", "hf_split", "text_column"}:
+            raise click.UsageError("--resume continues a run on its own corpus and tokenizer: drop CORPUS and the "
+                                   "corpus and tokenizer options")
         setup = runner.resume_setup(resume, device)
     else:
+        if level != "subword" and given & {"vocab_size", "model_type"}:
+            raise click.UsageError("--vocab-size and --sp-model apply to --level subword only")
+        if no_cache and cache_dir is not None:
+            raise click.UsageError("--cache-dir and --no-cache contradict each other: pass one")
+        spec = TokenizerSpec(level=level, normalize=normalize, vocab_size=vocab_size, model_type=model_type)
+        source = Source(tuple(corpus) or (DEFAULT_CORPUS,), glob, encoding_errors, hf_split, text_column)
         model_keys = {"cell", "num_layers", "hidden_size", "embed_size", "dropout", "tie_weights"}
         model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_keys})
         train_options = {k: v for k, v in options.items() if k not in model_keys}
         if train_options["epochs"] is None and train_options["max_steps"] is None and train_options["time_budget"] is None:
             train_options["time_budget"] = DEFAULT_TIME_BUDGET
         train_config = TrainConfig(**train_options)
-        corpus = corpus or DEFAULT_CORPUS
-        out = out or Path("checkpoints") / f"{Path(corpus).stem}-{model_config.cell}-{datetime.now():%Y%m%d-%H%M%S}"
-        setup = runner.new_setup(corpus, out, force, model_config, train_config, val_source, encoding_errors, device,
-                                 command=_command_line(click.get_current_context()))
+        if out is None:
+            stem = re.sub(r"[^\w.-]+", "-", Path(source.inputs[0]).stem).strip("-") or "corpus"
+            level_part = "" if level == "char" else f"-{level}"
+            out = Path("checkpoints") / f"{stem}{level_part}-{model_config.cell}-{datetime.now():%Y%m%d-%H%M%S}"
+        cache_min_bytes = 0 if cache_dir is not None else data.CACHE_MIN_BYTES
+        cache_dir = None if no_cache else (cache_dir or tokencache.default_dir())
+        setup = runner.new_setup(source, out, force, model_config, train_config, val_source, spec, cache_dir,
+                                 cache_min_bytes, device, command=_command_line(ctx))
     code = runner.train_and_render(setup, save_every)
     if code:
         sys.exit(code)
@@ -160,40 +195,68 @@ def train(corpus, out, resume, force, val_source, encoding_errors, save_every, d
 @cli.command(name="eval", epilog="""\b
 Examples:
   charlm eval checkpoints/shakespeare
-  charlm eval checkpoints/shakespeare some_other_text.txt --json
+  charlm eval checkpoints/shakespeare --text some_other_text.txt --json
   charlm eval checkpoints/shakespeare --split test
+  charlm eval checkpoints/bills-char checkpoints/bills-subword --text corpora_val.txt   # side by side
 """)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.argument("text", required=False)
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--text", "text_source", help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet file).")
 @click.option("--split", "split_name", type=click.Choice(["val", "test", "train"]), default="val", show_default=True,
-              help="Which split of the run's own corpus to score when no TEXT is given.")
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object (loss, perplexity, bpc, tokens, characters …).")
+              help="Which split of each run's own corpus to score when no --text is given.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters …): an object for one checkpoint, a list for several.")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.eval_batch_size, show_default=True, help="Parallel streams.")
 @_unknown_option
 @_device_option
-def eval_(checkpoint, text, split_name, as_json, batch_size, unknown, device):
-    """Score a checkpoint on its validation split, or on TEXT (a file, folder or shipped corpus name).
+def eval_(checkpoints, text_source, split_name, as_json, batch_size, unknown, device):
+    """Score CHECKPOINTS on their validation split, or all on the same --text.
 
-    Prints loss (nats per token), perplexity, bits per character and speed.
+    Prints loss (nats per token), perplexity (per token), bits per character and
+    speed. Bits per character divide the total loss in bits by the characters of
+    the text, so char, byte and subword models compare fairly; several
+    checkpoints are printed side by side.
     """
-    from charlm import runner
+    from charlm import checkpoint as checkpoint_mod
+    from charlm import console, runner
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
-    result, label = runner.evaluate_checkpoint(checkpoint, text, split_name, batch_size, unknown, device)
-    from charlm import console
-
+    checkpoints = list(checkpoints)
+    if text_source is None and len(checkpoints) == 2 and not checkpoint_mod.is_run_dir(checkpoints[1]):
+        text_source = str(checkpoints.pop())  # the older form `charlm eval CHECKPOINT TEXT`
+        console.info(f"(scoring {text_source} as --text {text_source})")
+    for path in checkpoints:
+        if path.is_file():
+            raise ConfigError(f"{path} is a file, not a run folder: pass the text to score with --text {path}")
+    rows = runner.evaluate_checkpoints(checkpoints, text_source, split_name, batch_size, unknown, device)
     if as_json:
-        click.echo(json.dumps({"checkpoint": str(checkpoint), "text": label, **result.to_dict()}))
+        click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False))
         return
-    console.out.print(console.key_value_table(f"{checkpoint} on {label}", [
-        ("loss (nats/token)", console.fmt(result.loss)),
-        ("perplexity", console.fmt(result.perplexity, 3)),
-        ("bits per character", console.fmt(result.bpc)),
-        ("tokens", f"{result.tokens:,}"),
-        ("characters", f"{result.characters:,}"),
-        ("tokens/s", f"{result.tokens_per_s:,.0f}"),
-    ]))
+    if len(rows) == 1:
+        r = rows[0]
+        console.out.print(console.key_value_table(f"{r['checkpoint']} on {r['text']}", [
+            ("level", f"{r['level']} (vocabulary {r['vocab_size']:,})"),
+            ("loss (nats/token)", console.fmt(r["loss"])),
+            ("perplexity (per token)", console.fmt(r["perplexity"], 3)),
+            ("bits per character", console.fmt(r["bpc"])),
+            ("tokens", f"{r['tokens']:,}"),
+            ("characters", f"{r['characters']:,}"),
+            ("tokens/s", f"{r['tokens_per_s']:,.0f}"),
+        ]))
+        return
+    texts = {r["text"] for r in rows}
+    best = min(r["bpc"] for r in rows)
+    columns = ["checkpoint", "level", "vocab", "loss/token", "ppl/token", "bpc", "tokens", "chars"]
+    table = [[r["checkpoint"], r["level"] + (f"+{r['normalize']}" if r["normalize"] != "none" else ""),
+              f"{r['vocab_size']:,}", console.fmt(r["loss"]), console.fmt(r["perplexity"], 2),
+              console.fmt(r["bpc"]) + (" *" if r["bpc"] == best else ""), f"{r['tokens']:,}", f"{r['characters']:,}"]
+             for r in rows]
+    if len(texts) > 1:
+        columns.insert(1, "text")
+        for row, r in zip(table, rows):
+            row.insert(1, r["text"])
+    title = f"on {texts.pop()}: " if len(texts) == 1 else ""
+    console.out.print(console.comparison_table(f"{title}bits per character (bpc) compare across levels; * = best",
+                                               columns, table))
 
 
 # ----- sample -----------------------------------------------------------------------------------------------
@@ -234,18 +297,31 @@ def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samp
 @cli.command(epilog="""\b
 Examples:
   charlm repl checkpoints/shakespeare
-  printf 'ROMEO:\\nWhat light' | charlm repl checkpoints/shakespeare
+  charlm repl checkpoints/shakespeare --line -t 0.6 --seed 7
+  printf 'ROMEO:\\\\nWhat light\\n:gen 100\\n' | charlm repl checkpoints/shakespeare
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
-@click.option("-k", "--top-k", "show_k", type=int, default=8, show_default=True, help="Predictions shown after each input.")
+@click.option("-k", "--top-k", "show_k", type=int, default=8, show_default=True, help="Predictions shown (:k N changes it).")
+@click.option("--line", "line_mode", is_flag=True, help="Read whole lines even on a terminal that can redraw (no live panel).")
+@click.option("-t", "--temperature", type=float, default=SAMPLE_DEFAULTS.temperature, show_default=True, help="For :gen (:temp T changes it).")
+@click.option("--top-p", type=float, default=SAMPLE_DEFAULTS.top_p, show_default=True, help="For :gen (:topp P changes it).")
+@click.option("-s", "--seed", type=int, default=0, show_default=True, help="For :gen (:seed S changes it).")
+@_unknown_option
 @_device_option
-def repl(checkpoint, show_k, device):
-    """Type text and watch the model's next-character predictions (line by line; ':help' lists commands)."""
+def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, device):
+    """Type text and watch the model's next-token predictions change with every key (':help' lists commands).
+
+    On a terminal the predictions follow each key in a panel under the input;
+    on a dumb terminal, or with --line, they follow each line; with piped
+    input they are printed as one plain line per input line, for scripts.
+    """
     from charlm import runner
 
     if show_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {show_k}")
-    runner.run_repl(checkpoint, show_k, device)
+    config = SampleConfig(temperature=temperature, top_p=top_p)
+    runner.run_repl(checkpoint, show_k, device, mode="line" if line_mode else "auto", sample_config=config,
+                    seed=seed, unknown=unknown)
 
 
 for _command in cli_explore.COMMANDS:

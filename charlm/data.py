@@ -1,96 +1,385 @@
-"""Corpus → tokenizer → id arrays: the data half of a run, shared by train, resume and eval.
+"""Corpus → tokenizer → token ids: the data half of a run, shared by train, resume and eval.
 
-Nothing here prints; warnings come back as strings for the CLI to show.
+Three streaming passes over the corpus keep memory bounded whatever its size::
+
+    1. scan    count the characters and hash the text          → where train | test | val start
+    2. fit     fit the tokenizer on the training part only     (skipped when a tokenizer is given, or cached)
+    3. encode  tokenize each part, chunk by chunk, into a token file per part
+
+    text   [ train ............................. | test ..... | val ...... ]   cut by characters
+    ids      train.bin                              test.bin     val.bin         each part tokenized on its own
+
+The split is by characters of the text as read (before any normalisation), so
+char, byte and subword runs on the same corpus hold out the same validation text.
+
+A corpus of ``cache_min_bytes`` or more is tokenized into a token cache
+(tokencache.py) keyed by the corpus hash, the split and the tokenizer, and its
+parts come back as read-only numpy memmaps; the next run with the same corpus
+and tokenizer reuses them. A smaller corpus is tokenized into a throwaway
+folder and loaded into memory.
+
+``prepare_steps`` yields ``Progress`` reports and returns ``RunData``;
+``prepare`` does the same without reports. Nothing here prints: warnings and
+notes come back as strings for the CLI to show.
 """
 
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Generator, Iterator
 
 import numpy as np
 
 from charlm import corpus as corpus_mod
+from charlm import tokencache
+from charlm.corpus import Chunk, Source
 from charlm.errors import CorpusError
-from charlm.tokenizer import CharTokenizer, describe_chars
+from charlm.tokenizer import CharFitter, TokenizerSpec, describe_chars
+
+CACHE_MIN_BYTES = 32 << 20  # smaller corpora tokenize in about a second: no cache
+MAX_UNSEEN_SHOWN = 1000
+
+
+@dataclass(frozen=True)
+class Progress:
+    """How far a pass has read: ``done`` of ``total`` input bytes (total None when unknown)."""
+
+    stage: str  # 'scanning', 'reading training text', 'fitting the … tokenizer', 'tokenizing'
+    done: int
+    total: int | None
 
 
 @dataclass
 class RunData:
-    tokenizer: CharTokenizer
-    train_ids: np.ndarray  # (N_train,)
+    """A run's tokenizer and the ids of each part of its corpus."""
+
+    tokenizer: object
+    train_ids: np.ndarray  # (N_train,) in memory, or a read-only memmap for a cached corpus
     val_ids: np.ndarray | None  # (N_val,) or None when there is no validation text
-    val_chars: int
-    corpus_info: dict  # recorded in config.json, so eval can find the validation text again
+    val_chars: int  # characters the validation targets (val_ids[1:]) stand for, for bits per character
+    corpus_info: dict  # recorded in config.json, so resume and eval can read the same split again
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # e.g. 'reusing token cache …'
+    test_ids: np.ndarray | None = None
+    test_chars: int = 0
+    train_chars: int = 0
+
+
+@dataclass(frozen=True)
+class Scan:
+    characters: int
+    bytes: int
+    sha256: str
 
 
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
-def prepare(source: str, val_fraction: float, test_fraction: float = 0.0, val_source: str | None = None,
-            encoding_errors: str = "strict", tokenizer: CharTokenizer | None = None) -> RunData:
-    """Load, split, fit the tokenizer on the training text only (unless one is given), encode.
+def drain(steps: Generator):
+    """Run a generator of Progress reports to its end and return its value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as stop:
+            return stop.value
 
+
+def prepare(*args, **kwargs) -> RunData:
+    """``prepare_steps`` without progress reports."""
+    return drain(prepare_steps(*args, **kwargs))
+
+
+# ----- the three passes -------------------------------------------------------------------------------------
+
+
+class _Worker:
+    """One background thread for hashing and writing, which release the GIL, so they overlap with decoding
+    and tokenizing on the main thread. At most one job waits, so memory stays at two chunks."""
+
+    def __enter__(self):
+        self._pool = ThreadPoolExecutor(max_workers=1)
+        self._pending = None
+        return self
+
+    def run(self, fn, *args) -> None:
+        if self._pending is not None:
+            self._pending.result()  # re-raises the job's error, if any
+        self._pending = self._pool.submit(fn, *args)
+
+    def __exit__(self, *exc):
+        try:
+            if self._pending is not None and exc[0] is None:
+                self._pending.result()
+        finally:
+            self._pool.shutdown(wait=True)
+
+
+def _store(digest, data, writer: tokencache.TokenWriter, part: str, ids: np.ndarray) -> None:
+    digest.update(data)
+    writer.write(part, ids)
+
+
+def _scan(source: Source, fitter: CharFitter | None = None) -> Generator[Progress, None, Scan]:
+    """Count and hash the text; a ``fitter`` also sees every chunk with its position (char vocabulary)."""
+    digest, characters, size = hashlib.sha256(), 0, 0
+    with _Worker() as worker:
+        for chunk in corpus_mod.stream(source):
+            worker.run(digest.update, chunk.data)
+            if fitter is not None:
+                fitter.add(chunk.text, characters)
+            characters += len(chunk.text)
+            size += len(chunk.data)
+            yield Progress("scanning", chunk.done, chunk.total)
+    return Scan(characters, size, digest.hexdigest())
+
+
+def _pieces(layout: list[tuple[Source, list[tuple[str, int]]]]) -> Iterator[tuple[str, str, bytes, Chunk]]:
+    """(part, text, UTF-8 bytes, chunk) along the sources, each chunk cut where a part ends.
+
+    ``layout`` lists, per source, its parts and their sizes in characters, e.g.
+    [(corpus, [('train', 900), ('test', 0), ('val', 100)])].
+    """
+    for source, parts in layout:
+        parts = [(name, size) for name, size in parts if size > 0]
+        index, left = 0, parts[0][1] if parts else 0
+        for chunk in corpus_mod.stream(source):
+            text, data = chunk.text, chunk.data
+            while text and index < len(parts):
+                if len(text) <= left:
+                    yield parts[index][0], text, data, chunk
+                    left -= len(text)
+                    break
+                head, text = text[:left], text[left:]
+                yield parts[index][0], head, head.encode("utf-8", errors="surrogatepass"), chunk
+                data = text.encode("utf-8", errors="surrogatepass")
+                index += 1
+                left = parts[index][1] if index < len(parts) else 0
+            if left == 0 and index < len(parts):
+                index += 1
+                left = parts[index][1] if index < len(parts) else 0
+
+
+def _fit(layout, spec: TokenizerSpec, expected_bytes: int) -> Generator[Progress, None, object]:
+    """Fit a tokenizer on the 'train' part only, stopping the read where it ends."""
+    fitter = spec.fitter(expected_bytes)
+    for part, text, _, chunk in _pieces(layout):
+        if part != "train":
+            break
+        fitter.add(text)
+        yield Progress("reading training text", chunk.done, chunk.total)
+    yield Progress(f"fitting the {spec.level} tokenizer", 0, None)  # sentencepiece can take minutes here
+    return fitter.finish()
+
+
+def _encode(layout, tokenizer, folder: Path) -> Generator[Progress, None, dict]:
+    """Tokenize every part into ``folder``; returns the meta dict (tokens, characters, hashes per part).
+
+    Training text must be fully known to the tokenizer; unseen characters elsewhere become <unk>.
+    A part's ``target_characters``, the denominator of bits per character, counts the characters
+    of the text as read, less those of its first token (never a target): the same text gives the
+    same count at every level and under every normalisation, so bpc compares fairly.
+    """
+    writer = tokencache.TokenWriter(folder, tokenizer.dtype)
+    digests = {part: hashlib.sha256() for part in tokencache.PARTS}
+    characters = dict.fromkeys(tokencache.PARTS, 0)
+    first = {}  # each part's first id, whose characters are never a target
+    unseen: set[str] = set()
+    try:
+        with _Worker() as worker:
+            for part, text, data, chunk in _pieces(layout):
+                ids = tokenizer.encode(text, unknown="error" if part == "train" else "unk")
+                worker.run(_store, digests[part], data, writer, part, ids)
+                if (part != "train" and tokenizer.unk_id is not None and len(unseen) < MAX_UNSEEN_SHOWN
+                        and (ids == tokenizer.unk_id).any()):
+                    unseen |= tokenizer.unknown_chars(text)
+                characters[part] += len(text)
+                if part not in first and len(ids):
+                    first[part] = ids[:1]
+                yield Progress("tokenizing", chunk.done, chunk.total)
+    finally:
+        writer.close()
+    meta = {
+        "format": tokencache.FORMAT,
+        "dtype": tokenizer.dtype.name,
+        "tokenizer_sha256": tokenizer.fingerprint(),
+        "parts": {part: {
+            "tokens": writer.tokens[part],
+            "characters": characters[part],
+            "target_characters": characters[part] - (tokenizer.count_chars(first[part]) if part in first else 0),
+            "sha256": digests[part].hexdigest() if characters[part] else None,
+        } for part in tokencache.PARTS},
+        "unseen": "".join(sorted(unseen)),
+    }
+    tokencache.write_meta(folder, meta)
+    return meta
+
+
+# ----- a run's data -----------------------------------------------------------------------------------------
+
+
+def prepare_steps(source: Source | str, val_fraction: float, test_fraction: float = 0.0,
+                  val_source: Source | str | None = None, tokenizer=None, spec: TokenizerSpec | None = None,
+                  cache_dir: Path | None = None, cache_min_bytes: int = CACHE_MIN_BYTES,
+                  check_against: dict | None = None) -> Generator[Progress, None, RunData]:
+    """Scan, split, fit the tokenizer on the training text only (unless ``tokenizer`` is given), encode.
+
+    ``spec`` says which tokenizer to fit (default: char level). ``cache_dir`` None
+    turns the token cache off. ``check_against`` is a recorded corpus_info: a
+    corpus whose text hash differs from it is refused before any tokenising.
     Validation characters unseen in training are mapped to <unk> with a warning,
     so they cost the model (as they should) instead of stopping the run.
     """
-    loaded = corpus_mod.load_text(source, encoding_errors)
-    warnings = []
-    if val_source is not None:
-        train_text, _, test_text = corpus_mod.split(loaded.text, 0.0, test_fraction)
-        val_text = corpus_mod.load_text(val_source, encoding_errors).text
+    source = source if isinstance(source, Source) else Source((source,))
+    spec = spec or TokenizerSpec()
+    if isinstance(val_source, str):
+        val_source = Source((val_source,), source.glob, source.encoding_errors, source.hf_split, source.text_column)
+
+    # 1. scan; the char vocabulary of raw text is collected on the way, so that level needs no fitting pass
+    scan_fitter = CharFitter() if tokenizer is None and spec.level == "char" and spec.normalize == "none" else None
+    scan = yield from _scan(source, scan_fitter)
+    if check_against and check_against.get("sha256") not in (None, scan.sha256):
+        raise CorpusError(f"the corpus {source.description} has changed since the run was recorded (its text hash "
+                          "differs): restore it, or pass the text to use explicitly")
+    val_scan = (yield from _scan(val_source)) if val_source is not None else None
+    if val_scan is None:
+        n_train, n_test, n_val = corpus_mod.split_sizes(scan.characters, val_fraction, test_fraction)
+        layout = [(source, [("train", n_train), ("test", n_test), ("val", n_val)])]
     else:
-        train_text, val_text, test_text = corpus_mod.split(loaded.text, val_fraction, test_fraction)
-    tokenizer = tokenizer or CharTokenizer.fit(train_text)
-    train_ids = tokenizer.encode(train_text, unknown="error")
-    val_ids = None
-    if len(val_text) >= 2:
-        unseen = tokenizer.unknown_chars(val_text)
-        if unseen:
-            warnings.append(f"validation text has {len(unseen)} character(s) not in the training text, scored as <unk>: "
-                            f"{describe_chars(unseen)}")
-        val_ids = tokenizer.encode(val_text, unknown="unk")
-    elif val_fraction > 0 or val_source:
+        n_train, n_test, _ = corpus_mod.split_sizes(scan.characters, 0.0, test_fraction)
+        n_val = val_scan.characters
+        layout = [(source, [("train", n_train), ("test", n_test)]), (val_source, [("val", n_val)])]
+    total_bytes = scan.bytes + (val_scan.bytes if val_scan else 0)
+    cache_dir = Path(cache_dir) if cache_dir is not None and total_bytes >= cache_min_bytes else None
+    corpus_key = {"corpus": scan.sha256, "val_corpus": val_scan.sha256 if val_scan else None,
+                  "split": [n_train, n_test, n_val]}
+    notes = []
+
+    # 2. fit
+    if scan_fitter is not None:
+        tokenizer = scan_fitter.finish(before=n_train)
+    elif tokenizer is None:
+        train_bytes = scan.bytes * n_train // max(scan.characters, 1)
+        fit_key = tokencache.key(**corpus_key, spec=spec.to_dict())
+        tokenizer = yield from _fitted(layout, spec, train_bytes, cache_dir, fit_key, notes)
+
+    # 3. encode, or reuse the token files of an earlier run
+    folder = None
+    if cache_dir is not None:
+        folder = cache_dir / f"tokens-{tokencache.key(**corpus_key, tokenizer=tokenizer.fingerprint())}"
+    meta = tokencache.read_meta(folder)
+    if meta is not None:
+        notes.append(f"reusing token cache {folder} (delete it to tokenize again)")
+    else:
+        with tokencache.building(folder) as tmp:
+            meta = yield from _encode(layout, tokenizer, tmp)
+            if folder is None:  # no cache: the throwaway files are read into memory
+                parts = tokencache.open_parts(tmp, meta, in_memory=True)
+        if folder is not None:
+            notes.append(f"tokenized {total_bytes / 1e6:,.1f} MB into token cache {folder}")
+    if folder is not None:
+        parts = tokencache.open_parts(folder, meta, in_memory=False)
+
+    has_val = meta["parts"]["val"]["tokens"] >= 2
+    warnings = []
+    if has_val and meta["unseen"]:
+        warnings.append(f"validation text has {len(meta['unseen'])} character(s) not in the training text, scored "
+                        f"as <unk>: {describe_chars(meta['unseen'])}")
+    if not has_val and (val_fraction > 0 or val_source is not None):
         warnings.append("validation split is empty (corpus too short): training without validation; "
                         "pass --val FILE or a longer corpus")
-    info = {
-        "source": loaded.source,
-        "files": loaded.files,
-        "characters": len(loaded.text),
-        "train_characters": len(train_text),
-        "train_sha256": sha256_text(train_text),
-        "val_source": val_source,
-        "val_characters": len(val_text) if val_ids is not None else 0,
-        "val_sha256": sha256_text(val_text) if val_ids is not None else None,
-        "test_characters": len(test_text),
-        "test_sha256": sha256_text(test_text) if test_text else None,
-        "encoding_errors": encoding_errors,
+    chars = {part: meta["parts"][part]["target_characters"] for part in tokencache.PARTS}
+    return RunData(
+        tokenizer=tokenizer,
+        train_ids=parts["train"],
+        val_ids=parts["val"] if has_val else None,
+        val_chars=chars["val"] if has_val else 0,
+        corpus_info=_corpus_info(source, val_source, scan, meta, has_val, folder),
+        warnings=warnings,
+        notes=notes,
+        test_ids=parts["test"] if n_test else None,
+        test_chars=chars["test"],
+        train_chars=chars["train"],
+    )
+
+
+def _fitted(layout, spec: TokenizerSpec, train_bytes: int, cache_dir: Path | None, fit_key: str,
+            notes: list[str]) -> Generator[Progress, None, object]:
+    """A tokenizer fitted to ``spec`` on the training part: from the cache when it was fitted before."""
+    if not spec.needs_fit:
+        return spec.fitter().finish()
+    tokenizer = tokencache.load_fit(cache_dir, fit_key) if cache_dir is not None else None
+    if tokenizer is not None:
+        notes.append(f"reusing the {spec.level} tokenizer fitted on this training text before "
+                     f"({cache_dir}/fit-{fit_key}.json)")
+        return tokenizer
+    tokenizer = yield from _fit(layout, spec, train_bytes)
+    if cache_dir is not None:
+        tokencache.save_fit(cache_dir, fit_key, tokenizer)
+    return tokenizer
+
+
+def _corpus_info(source: Source, val_source: Source | None, scan: Scan, meta: dict, has_val: bool,
+                 folder: Path | None) -> dict:
+    """What config.json records about the corpus: where it came from, its hash, and each part's size and hash."""
+    parts = meta["parts"]
+    return {
+        "source": source.description,
+        **source.to_dict(),
+        "files": corpus_mod.count_inputs(source),
+        "characters": scan.characters,
+        "bytes": scan.bytes,
+        "sha256": scan.sha256,
+        "train_characters": parts["train"]["characters"],
+        "train_sha256": parts["train"]["sha256"],
+        "val_source": val_source.description if val_source is not None else None,
+        "val_inputs": list(val_source.inputs) if val_source is not None else None,
+        "val_characters": parts["val"]["characters"] if has_val else 0,
+        "val_sha256": parts["val"]["sha256"] if has_val else None,
+        "test_characters": parts["test"]["characters"],
+        "test_sha256": parts["test"]["sha256"],
+        "tokens": {part: parts[part]["tokens"] for part in tokencache.PARTS},
+        "token_cache": str(folder) if folder is not None else None,
     }
-    val_chars = tokenizer.count_chars(val_ids[1:]) if val_ids is not None else 0
-    return RunData(tokenizer, train_ids, val_ids, val_chars, info, warnings)
 
 
-def recorded_split(corpus_info: dict, train_config: dict, split_name: str) -> str:
-    """Re-read a run's corpus and return its 'val', 'test' or 'train' text, checked against the recorded hash."""
-    source = corpus_info.get("val_source") if split_name == "val" and corpus_info.get("val_source") else corpus_info.get("source")
-    if not source:
-        raise CorpusError("the checkpoint does not record its corpus: pass a text file to evaluate on")
+def recorded_sources(corpus_info: dict) -> tuple[Source, Source | None]:
+    """The corpus and validation sources a run recorded in its corpus_info."""
+    source = Source.from_dict(corpus_info)
+    val_inputs = corpus_info.get("val_inputs") or ([corpus_info["val_source"]] if corpus_info.get("val_source") else None)
+    val_source = None if not val_inputs else Source(tuple(val_inputs), source.glob, source.encoding_errors,
+                                                     source.hf_split, source.text_column)
+    return source, val_source
+
+
+def recorded_cache_dir(corpus_info: dict) -> Path | None:
+    """The token cache folder a run used (None when it tokenized in memory)."""
+    return Path(corpus_info["token_cache"]).parent if corpus_info.get("token_cache") else None
+
+
+def recorded_split_steps(corpus_info: dict, train_config: dict, split_name: str, tokenizer
+                         ) -> Generator[Progress, None, tuple[np.ndarray, int]]:
+    """Read a run's corpus again and return the ids of its 'val', 'test' or 'train' part and the characters
+    their targets stand for, checked against the hashes recorded at training time. A run that used a
+    token cache reads it again (or rebuilds it there)."""
+    if not corpus_info.get("source") and not corpus_info.get("inputs"):
+        raise CorpusError("the checkpoint does not record its corpus: pass a text to evaluate on with --text FILE")
+    source, val_source = recorded_sources(corpus_info)
     try:
-        loaded = corpus_mod.load_text(source, corpus_info.get("encoding_errors", "strict"))
+        run = yield from prepare_steps(source, train_config["val_fraction"], train_config["test_fraction"], val_source,
+                                       tokenizer=tokenizer, cache_dir=recorded_cache_dir(corpus_info),
+                                       cache_min_bytes=0, check_against=corpus_info)
     except CorpusError as e:
-        raise CorpusError(f"cannot re-read the run's corpus ({e}); pass a text file to evaluate on") from None
-    if split_name == "val" and corpus_info.get("val_source"):
-        text = loaded.text
-    else:
-        val_fraction = 0.0 if corpus_info.get("val_source") else train_config["val_fraction"]
-        train, val, test = corpus_mod.split(loaded.text, val_fraction, train_config["test_fraction"])
-        text = {"train": train, "val": val, "test": test}[split_name]
+        raise CorpusError(f"cannot re-read the run's corpus ({e}); pass a text to evaluate on with --text FILE") from None
+    ids = {"train": run.train_ids, "val": run.val_ids, "test": run.test_ids}[split_name]
+    chars = {"train": run.train_chars, "val": run.val_chars, "test": run.test_chars}[split_name]
     recorded = corpus_info.get(f"{split_name}_sha256")
-    if recorded is None or not text:
-        raise CorpusError(f"the run has no {split_name} split: pass a text file to evaluate on")
-    if sha256_text(text) != recorded:
-        raise CorpusError(f"{source} has changed since training (its {split_name} split differs): "
-                          "pass the text to evaluate on explicitly")
-    return text
+    if recorded is None or ids is None or len(ids) < 2:
+        raise CorpusError(f"the run has no {split_name} split: pass a text to evaluate on with --text FILE")
+    if run.corpus_info[f"{split_name}_sha256"] != recorded:
+        raise CorpusError(f"{source.description} has changed since training (its {split_name} split differs): "
+                          "pass the text to evaluate on explicitly with --text FILE")
+    return ids, chars

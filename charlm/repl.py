@@ -1,215 +1,467 @@
 """Interactive next-token prediction: type text, see what the model expects next.
 
-The loop reads one line at a time (from a terminal or a pipe), feeds it to a
-``Predictor`` that carries the hidden state (O(1) work per new character, the
-context is never re-encoded) and draws the top-k next tokens as bars with the
-entropy of the distribution. Lines starting with ':' are commands.
+A loop over a ``Session`` (charlm/session.py), which carries the hidden state
+so each new character costs one step of the recurrence. Three front ends share
+the commands and differ only in how they read and draw:
+
+    live    stdin and stdout are terminals: prompt_toolkit redraws a bottom panel with
+            the top-k next tokens as you type each key; Tab accepts the top one
+    line    a terminal that cannot redraw (TERM=dumb): read a whole line, print a table
+    plain   stdin is a pipe: one line per step, predictions as one plain line, no banner
+
+Lines that start with ':' and a letter are commands (``:help`` lists them);
+anything else is text for the model, with \\n, \\t and \\\\ read as newline,
+tab and backslash (and \\: as a colon, to start a line of text with ':').
 """
 
 from __future__ import annotations
 
-import math
+import contextlib
 import os
+import re
+import signal
 import sys
-from dataclasses import dataclass, field, replace
+import threading
+import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 from rich.table import Table
+from rich.text import Text
 
 from charlm import console
 from charlm.checkpoint import atomic_write
 from charlm.config import SampleConfig
-from charlm.errors import CharlmError
-from charlm.sampling import Predictor, filter_logits
+from charlm.display import visible
+from charlm.errors import CharlmError, ConfigError
+from charlm.session import Prediction, Session
 
-VISIBLE = {" ": "␣", "\n": "⏎", "\t": "⇥", "\r": "␍"}
-HELP = """commands:
-  TEXT          feed TEXT to the model (\\n and \\t are read as newline and tab)
-  :gen [N]      generate N characters from here (default 200; Ctrl-C stops early)
-  :accept       append the most likely next character (an empty line does the same)
-  :temp T  :topk K  :topp P  :seed S     sampling settings for :gen
-  :undo         take back the last input
+MODES = ("auto", "live", "line", "plain")
+BAR_WIDTH = 40
+HELP = """commands (a line that starts with ':' and a letter):
+  TEXT          feed TEXT to the model (\\n \\t \\\\ are newline, tab, backslash; \\: a leading colon)
+  :gen [N]      generate N tokens from here (default 200; Ctrl-C stops early)
+  :accept       append the most likely next token (an empty line does the same; Tab in live mode)
+  :temp T  :topk K  :topp P  :seed S     sampling settings for :gen (:settings shows them)
+  :k N          show N predictions
+  :undo         take back the last input, acceptance or generation
   :reset        forget everything (empty context)
   :context      show the whole context
   :save FILE    write the context to FILE
   :help         this list
   :quit         leave (Ctrl-D too)"""
+LIVE_KEYS = "Tab accept · Enter commit · Alt-Enter newline · ↑ history · :help · Ctrl-D quit"
+_COMMAND = re.compile(r"^:[A-Za-z?]")
 
 
-def visible(token: str) -> str:
-    return "".join(VISIBLE.get(ch, ch) for ch in token)
+# ----- text helpers ---------------------------------------------------------------------------------------
 
 
 def unescape(line: str) -> str:
+    """What the user typed → the text for the model: \\n newline, \\t tab, \\\\ backslash, leading \\: colon."""
+    if line.startswith("\\:"):
+        line = line[1:]
     return line.replace("\\\\", "\x00").replace("\\n", "\n").replace("\\t", "\t").replace("\x00", "\\")
 
 
-@dataclass
-class Session:
-    """The REPL's state: the text so far and, per input, the predictor state before it (for :undo)."""
+def escape(text: str) -> str:
+    """The inverse of ``unescape`` for text inserted into a one-line input (e.g. an accepted newline)."""
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
-    predictor: Predictor
-    tokenizer: object
-    context: str = ""
-    history: list = field(default_factory=list)  # (context, state, logits) before each input
-    sample_config: SampleConfig = field(default_factory=SampleConfig)
-    generator: torch.Generator = field(default_factory=lambda: torch.Generator().manual_seed(0))
 
-    def feed(self, text: str) -> None:
-        ids = self.tokenizer.encode(text, unknown="error")
-        self.history.append((self.context, self.predictor.state, self.predictor.logits))
-        self.context += text
-        if len(ids):
-            self.predictor.feed(torch.from_numpy(ids.astype("int64")))
+def is_command(line: str) -> bool:
+    return bool(_COMMAND.match(line))
 
-    def undo(self) -> bool:
-        if not self.history:
-            return False
-        self.context, self.predictor.state, self.predictor.logits = self.history.pop()
+
+def tail(context: str, width: int = 30) -> str:
+    shown = visible(context[-width:])
+    return ("…" if len(context) > width else "") + shown
+
+
+def bar(p: float, width: int = BAR_WIDTH) -> str:
+    """A bar of eighth-blocks for a probability: 0.5 → half of ``width`` cells."""
+    eighths = round(p * width * 8)
+    return "█" * (eighths // 8) + ("", "▏", "▎", "▍", "▌", "▋", "▊", "▉")[eighths % 8]
+
+
+# ----- the commands, shared by all front ends -------------------------------------------------------------
+
+
+class Repl:
+    """Runs text and ':' commands against a Session and prints the results (plain or rich)."""
+
+    def __init__(self, session: Session, show_k: int = 8, plain: bool = False, live: bool = False):
+        self.session = session
+        self.show_k = show_k
+        self.plain = plain
+        self.live = live  # the live panel shows predictions, so nothing is printed for them
+
+    def handle(self, line: str) -> bool:
+        """Act on one line of input; returns False to quit."""
+        if is_command(line):
+            return self.command(line)
+        try:
+            if line == "":
+                self.session.accept()
+            else:
+                self.session.feed(unescape(line))
+        except CharlmError as e:
+            _error(str(e))
+            return True
+        self.show_predictions()
         return True
 
-    def reset(self) -> None:
-        self.context, self.history = "", []
-        self.predictor.reset()
+    def command(self, line: str) -> bool:
+        name, _, arg = line[1:].strip().partition(" ")
+        arg, s = arg.strip(), self.session
+        try:
+            if name in ("quit", "q", "exit"):
+                return False
+            if name in ("help", "h", "?"):
+                console.out.print(HELP, markup=False)
+            elif name in ("gen", "g"):
+                self.generate(int(arg) if arg else 200)
+            elif name in ("accept", "a"):
+                s.accept()
+                self.show_predictions()
+            elif name in ("temp", "t"):
+                self._set(temperature=float(arg))
+            elif name == "topk":
+                self._set(top_k=int(arg))
+            elif name == "topp":
+                self._set(top_p=float(arg))
+            elif name == "seed":
+                s.set_seed(int(arg))
+                self.show_settings()
+            elif name == "settings":
+                self.show_settings()
+            elif name == "k":
+                if int(arg) < 1:
+                    raise ConfigError(":k needs a count of 1 or more")
+                self.show_k = int(arg)
+                self.show_predictions()
+            elif name in ("undo", "u"):
+                if not s.undo():
+                    console.out.print("nothing to undo")
+                self.show_predictions()
+            elif name == "reset":
+                s.reset()
+                console.out.print("context cleared")
+            elif name in ("context", "c"):
+                console.out.print(s.context, markup=False, highlight=False)
+            elif name == "save":
+                self.save(arg)
+            else:
+                _error(f"unknown command :{name} (:help lists them)")
+        except ValueError:
+            _error(f":{name} needs a number, e.g. ':{name} 5' (:help lists the commands)")
+        except CharlmError as e:
+            _error(str(e))
+        return True
 
-    def distribution(self) -> torch.Tensor | None:
-        """Next-token probabilities (V,), or None before any input."""
-        if self.predictor.logits is None:
-            return None
-        return torch.softmax(self.predictor.logits[0].float(), -1)
+    def _set(self, **change) -> None:
+        try:
+            self.session.sample_config = replace(self.session.sample_config, **change)  # validates
+        except ConfigError as e:  # its message names the sample command's options
+            for option, command in (("--temperature", ":temp"), ("--top-k", ":topk"), ("--top-p", ":topp")):
+                e = ConfigError(str(e).replace(option, command))
+            raise e from None
+        self.show_settings()
+
+    def show_settings(self) -> None:
+        c, s = self.session.sample_config, self.session
+        console.out.print(f"temperature {c.temperature:g}, top-k {c.top_k}, top-p {c.top_p:g}, seed {s.seed}")
+
+    def save(self, name: str) -> None:
+        if not name:
+            raise CharlmError(":save needs a file name, e.g. ':save session.txt'")
+        path = Path(name).expanduser()
+        atomic_write(path, self.session.context.encode("utf-8"))  # a failure is a one-line CheckpointError
+        console.out.print(f"saved {len(self.session.context):,} characters to {path}", markup=False)
+
+    def generate(self, n: int) -> None:
+        """Stream n sampled tokens to stdout; Ctrl-C stops after the current token."""
+        write = sys.stdout.write
+        with _stop_on_sigint() as stop:
+            for piece in self.session.generate(n, stop=stop.is_set):
+                write(piece)
+                sys.stdout.flush()
+        write("\n[stopped]\n" if stop.is_set() else "\n")
+        sys.stdout.flush()
+
+    def show_predictions(self) -> None:
+        if self.live:
+            return
+        prediction = self.session.prediction(self.show_k)
+        if prediction is None:
+            console.out.print("(type some text to see predictions)")
+        elif self.plain:
+            console.out.print(plain_line(prediction), markup=False, highlight=False)
+        else:
+            console.out.print(prediction_table(prediction, self.session.context))
 
 
-def render_predictions(session: Session, k: int, plain: bool) -> None:
-    probs = session.distribution()
-    if probs is None:
-        console.out.print("(type some text to see predictions)")
+def _error(message: str) -> None:
+    """A problem with one input: reported on stderr, and the session goes on."""
+    console.err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
+@contextlib.contextmanager
+def _stop_on_sigint():
+    """Turn Ctrl-C into a flag the generation loop checks between tokens, so the state stays whole."""
+    stop = threading.Event()
+    if threading.current_thread() is not threading.main_thread():
+        yield stop
         return
-    entropy = float(-(probs * torch.log2(probs.clamp_min(1e-30))).sum())
-    top = torch.topk(probs, min(k, probs.numel()))
-    rows = [(visible(session.tokenizer.token(int(i))), float(p)) for p, i in zip(top.values, top.indices)]
-    if plain:
-        console.out.print(f"entropy {entropy:.2f} bits | " + "  ".join(f"{t} {p:.3f}" for t, p in rows))
-        return
-    table = Table(title=f"next after …{visible(session.context[-30:])}  (entropy {entropy:.2f} bits)",
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: stop.set())
+    try:
+        yield stop
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+# ----- drawing predictions --------------------------------------------------------------------------------
+
+
+def plain_line(prediction: Prediction) -> str:
+    """'entropy 1.23 bits | e 0.412  ␣ 0.301 …' for pipes and scripts."""
+    pairs = "  ".join(f"{visible(t)} {p:.3f}" for t, p in zip(prediction.tokens, prediction.probs))
+    return f"entropy {prediction.entropy:.2f} bits | {pairs}"
+
+
+def prediction_table(prediction: Prediction, context: str) -> Table:
+    table = Table(title=f"next after {tail(context)}  (entropy {prediction.entropy:.2f} bits)",
                   show_header=False, title_justify="left", box=None)
     table.add_column(justify="right", style="bold cyan")
-    table.add_column()
+    table.add_column(style="cyan")
     table.add_column(justify="right")
-    for token, p in rows:
-        table.add_row(token, "█" * max(1, round(p * 40)) if p >= 0.0125 else "▏", f"{p:6.1%}")
-    console.out.print(table)
+    for token, p in zip(prediction.tokens, prediction.probs):
+        table.add_row(Text(visible(token)), bar(p), f"{p:6.1%}")
+    return table
 
 
-def generate_here(session: Session, n: int) -> None:
-    """Sample n tokens from the current state, appending them to the context; Ctrl-C stops early."""
-    try:
-        for _ in range(n):
-            probs = filter_logits(session.predictor.logits[0], session.sample_config)
-            token_id = int(probs.argmax()) if session.sample_config.temperature == 0 else int(
-                torch.multinomial(probs, 1, generator=session.generator))
-            token = session.tokenizer.token(token_id)
-            session.context += token
-            session.predictor.feed(torch.tensor([token_id]))
-            sys.stdout.write(token)
-            sys.stdout.flush()
-    except KeyboardInterrupt:
-        sys.stdout.write("\n[stopped]")
-    sys.stdout.write("\n")
+def live_panel(prediction: Prediction | None, k: int, header: str, note: str = "") -> list[tuple[str, str]]:
+    """prompt_toolkit formatted text for the bottom panel: a header, k bar rows (padded), the key help."""
+    lines: list[list[tuple[str, str]]] = [[("class:header", header)]]
+    if note:
+        lines.append([("class:error", note)])
+    elif prediction is not None:
+        for token, p in zip(prediction.tokens, prediction.probs):
+            lines.append([("class:token", f"{visible(token):>6} "), ("class:bar", f"{bar(p):<{BAR_WIDTH + 1}}"),
+                          ("", f"{p:6.1%}")])
+    while len(lines) < k + 1:
+        lines.append([])
+    lines.append([("class:keys", LIVE_KEYS)])
+    out: list[tuple[str, str]] = []
+    for i, line in enumerate(lines):
+        out += line + ([("", "\n")] if i < len(lines) - 1 else [])
+    return out
 
 
-def _command(session: Session, line: str, show_k: int) -> bool:
-    """Run one ':' command; returns False to quit."""
-    name, _, arg = line[1:].strip().partition(" ")
-    arg = arg.strip()
-    cfg = session.sample_config
-    try:
-        if name in ("quit", "q", "exit"):
-            return False
-        if name in ("help", "h", "?"):
-            console.out.print(HELP)
-        elif name in ("gen", "g"):
-            if session.predictor.logits is None:
-                console.out.print("type some text first")
-            else:
-                n = int(arg) if arg else 200
-                if n < 0:
-                    raise CharlmError(":gen needs a count of 0 or more")
-                session.history.append((session.context, session.predictor.state, session.predictor.logits))
-                generate_here(session, n)
-        elif name in ("accept", "a"):
-            _accept(session)
-        elif name == "temp":
-            session.sample_config = replace(cfg, temperature=float(arg))
-        elif name == "topk":
-            session.sample_config = replace(cfg, top_k=int(arg))
-        elif name == "topp":
-            session.sample_config = replace(cfg, top_p=float(arg))
-        elif name == "seed":
-            session.generator.manual_seed(int(arg))
-        elif name == "undo":
-            if not session.undo():
-                console.out.print("nothing to undo")
-        elif name == "reset":
-            session.reset()
-        elif name == "context":
-            console.out.print(session.context, markup=False)
-            return True
-        elif name == "save":
-            if not arg:
-                raise CharlmError(":save needs a file name")
-            atomic_write(Path(arg).expanduser(), session.context.encode("utf-8"))
-            console.out.print(f"saved {len(session.context):,} characters to {arg}")
-            return True
-        else:
-            console.out.print(f"unknown command :{name} (:help lists them)")
-            return True
-    except ValueError:
-        console.out.print(f":{name} needs a number (:help lists the commands)")
-        return True
-    except (CharlmError, OSError) as e:
-        console.out.print(f"error: {e}")
-        return True
-    if name in ("temp", "topk", "topp", "seed"):
-        c = session.sample_config
-        console.out.print(f"temperature {c.temperature}, top-k {c.top_k}, top-p {c.top_p}")
-    elif name not in ("help", "h", "?", "gen", "g"):
-        render_predictions(session, show_k, plain=not sys.stdin.isatty())
-    return True
+# ----- front ends -----------------------------------------------------------------------------------------
 
 
-def _accept(session: Session) -> None:
-    probs = session.distribution()
-    if probs is None:
-        console.out.print("type some text first")
+def choose_mode(mode: str = "auto") -> str:
+    """'auto' → live on a capable terminal, line on a dumb one, plain when stdin is not a terminal."""
+    if mode not in MODES:
+        raise ConfigError(f"unknown repl mode {mode!r}: choose one of {', '.join(MODES)}")
+    tty = sys.stdin.isatty()
+    if mode == "auto":
+        if not tty:
+            return "plain"
+        dumb = os.environ.get("TERM", "dumb") in ("dumb", "unknown", "")
+        return "line" if dumb or not sys.stdout.isatty() else "live"
+    if mode in ("live", "line") and not tty:
+        raise ConfigError(f"--{mode} needs a terminal on stdin, and here it is a pipe or a file: "
+                          f"drop --{mode} and the piped lines are read one per step")
+    return mode
+
+
+def step_threads(device) -> None:
+    """One CPU thread for one-token steps.
+
+    A 2×256 LSTM step is a few small matrix-vector products, too small to gain
+    from more threads; and on a busy machine the threads wait for each other.
+    bench/repl_latency.py on 2 cores: 0.44 ms median per keystroke with either
+    setting when idle; 0.54 ms with one thread and 21 ms with two while other
+    jobs kept both cores busy.
+    """
+    if torch.device(device).type == "cpu":
+        torch.set_num_threads(1)
+
+
+def run(model, tokenizer, device, show_k: int = 8, name: str = "", mode: str = "auto",
+        sample_config: SampleConfig | None = None, seed: int = 0, unknown: str = "error") -> None:
+    """Read input until :quit or end of input (Ctrl-D); ``mode`` is one of MODES (see module docstring)."""
+    mode = choose_mode(mode)
+    step_threads(device)
+    session = Session(model, tokenizer, device, sample_config or SampleConfig(), seed, unknown)
+    repl = Repl(session, show_k, plain=mode == "plain", live=mode == "live")
+    if mode == "live":
+        _run_live(repl, name)
         return
-    session.feed(session.tokenizer.token(int(probs.argmax())))
-
-
-def run(model, tokenizer, device, show_k: int = 8, name: str = "") -> None:
-    """Read lines until :quit or end of input; plain output when stdin is not a terminal."""
-    interactive = sys.stdin.isatty()
-    session = Session(Predictor(model, device), tokenizer)
-    if interactive:
-        console.out.print(f"[bold]charlm repl[/] {name} — type text; ':help' lists commands, Ctrl-D quits.\n{HELP}")
+    if mode == "line":
+        _enable_readline()
+        _banner(name, "type text; ':help' lists commands, Ctrl-D quits.")
     while True:
         try:
-            line = input("» " if interactive else "")
+            line = input(f"{tail(session.context, 20)} » " if mode == "line" else "")
         except EOFError:
             break
         except KeyboardInterrupt:
-            console.out.print("(Ctrl-D or :quit to leave)")
+            console.out.print("\n(Ctrl-D or :quit to leave)")
             continue
-        if line.startswith(":") and len(line) > 1:
-            if not _command(session, line, show_k):
+        if not repl.handle(line):
+            break
+
+
+def _banner(name: str, how: str) -> None:
+    console.out.print(Text("charlm repl", style="bold").append(f" {name}: {how}", style=""), highlight=False)
+
+
+def _enable_readline() -> None:
+    """Arrow keys and history for input() where the readline module exists."""
+    with contextlib.suppress(ImportError):
+        import readline  # noqa: F401
+
+
+def history_path() -> Path | None:
+    """$CHARLM_HISTORY (empty: no file), else $XDG_STATE_HOME or ~/.local/state, /charlm/repl_history."""
+    if "CHARLM_HISTORY" in os.environ:
+        return Path(os.environ["CHARLM_HISTORY"]) if os.environ["CHARLM_HISTORY"] else None
+    state = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(state) / "charlm" / "repl_history"
+
+
+def _history():
+    from prompt_toolkit.history import FileHistory, InMemoryHistory
+
+    path = history_path()
+    if path is not None:
+        with contextlib.suppress(OSError):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+            return FileHistory(str(path))
+    return InMemoryHistory()
+
+
+class _LiveView:
+    """The live panel's model side: preview what is being typed and time it."""
+
+    def __init__(self, repl: Repl):
+        self.repl = repl
+        self.latency_ms = 0.0
+        self._last: tuple = (None, None)  # (key, panel): prompt_toolkit asks several times per redraw
+
+    def panel(self, text: str) -> list[tuple[str, str]]:
+        s = self.repl.session
+        key = (text, len(s.context), id(s.base), s.sample_config, self.repl.show_k)
+        if self._last[0] != key:
+            self._last = (key, self._panel(text))
+        return self._last[1]
+
+    def _panel(self, text: str) -> list[tuple[str, str]]:
+        s, k = self.repl.session, self.repl.show_k
+        c = s.sample_config
+        settings = f"   [T {c.temperature:g} · top-k {c.top_k} · top-p {c.top_p:g}]"
+        if is_command(text):
+            s.preview("")
+            return live_panel(None, k, "command: Enter runs it" + settings, _command_hint(text))
+        try:
+            start = time.perf_counter()
+            s.preview(unescape(text))
+            prediction = s.prediction(k)
+            self.latency_ms = 1000 * (time.perf_counter() - start)
+        except CharlmError as e:
+            return live_panel(None, k, "cannot read that" + settings, str(e))
+        if prediction is None:
+            return live_panel(None, k, "type to see what the model expects next" + settings)
+        header = f"next · entropy {prediction.entropy:.2f} bits · {self.latency_ms:.1f} ms" + settings
+        return live_panel(prediction, k, header)
+
+    def top_token(self, text: str) -> str | None:
+        if is_command(text):
+            return None
+        with contextlib.suppress(CharlmError):
+            s = self.repl.session
+            s.preview(unescape(text))
+            prediction = s.prediction(1)
+            return None if prediction is None else prediction.tokens[0]
+        return None
+
+
+def _command_hint(text: str) -> str:
+    name = text[1:].split(" ")[0]
+    matches = [line.strip() for line in HELP.splitlines() if line.strip().startswith(f":{name}")]
+    return " | ".join(matches) or f"no command :{name} (:help lists them)"
+
+
+def _run_live(repl: Repl, name: str) -> None:
+    """prompt_toolkit prompt whose bottom panel is redrawn on every key."""
+    from prompt_toolkit import PromptSession
+    from prompt_toolkit.key_binding import KeyBindings
+    from prompt_toolkit.renderer import CPR_Support
+    from prompt_toolkit.styles import Style
+
+    view = _LiveView(repl)
+    session = repl.session
+    bindings = KeyBindings()
+
+    @bindings.add("tab")
+    def _accept_into_buffer(event):
+        token = view.top_token(event.current_buffer.text)
+        if token is not None:
+            event.current_buffer.insert_text(escape(token))
+
+    @bindings.add("escape", "enter")
+    def _newline(event):
+        event.current_buffer.insert_text("\\n")
+
+    style = Style.from_dict({
+        "bottom-toolbar": "noreverse", "bottom-toolbar.text": "", "header": "bold", "token": "bold ansicyan",
+        "bar": "ansicyan", "error": "ansired", "keys": "ansibrightblack", "context": "ansibrightblack",
+    })
+
+    def panel_below() -> bool:
+        # prompt_toolkit draws a bottom toolbar only once the terminal has answered a cursor position
+        # request (CPR); where it never will, the panel goes above the input line instead.
+        app = prompt.app
+        return app.output.responds_to_cpr and app.renderer.cpr_support != CPR_Support.NOT_SUPPORTED
+
+    def message():
+        line = [("class:context", tail(session.context)), ("", " » ")]
+        if panel_below() or prompt.app.is_done:
+            return line
+        return view.panel(prompt.default_buffer.text) + [("", "\n")] + line
+
+    def toolbar():
+        return view.panel(prompt.default_buffer.text) if panel_below() else None
+
+    prompt = PromptSession(message, history=_history(), key_bindings=bindings, style=style, bottom_toolbar=toolbar,
+                           reserve_space_for_menu=0)  # no completion menu: the panel sits right under the line
+    prompt.app.renderer.cpr_not_supported_callback = None  # no warning: the panel moves above the line instead
+    _banner(name, f"predictions update as you type. {LIVE_KEYS}.")
+    while True:
+        try:
+            line = prompt.prompt()
+        except EOFError:
+            break
+        except KeyboardInterrupt:
+            session.preview("")
+            continue
+        if is_command(line):
+            session.preview("")
+            if not repl.command(line):
                 break
-            continue
-        if line == "":
-            _accept(session)
+        elif line == "":
+            try:
+                session.accept()
+            except CharlmError as e:
+                _error(str(e))
         else:
             try:
-                session.feed(unescape(line))
+                session.preview(unescape(line))
+                session.commit()
             except CharlmError as e:
-                console.out.print(f"error: {e}")
-                continue
-        render_predictions(session, show_k, plain=not interactive)
+                _error(str(e))

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,10 +21,12 @@ import torch
 from charlm import checkpoint, console, data, runtime
 from charlm.batching import fit_to_corpus
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
+from charlm.corpus import Source
 from charlm.errors import CheckpointError, CorpusError, TokenizerError
 from charlm.evaluate import EvalResult, evaluate
 from charlm.model import RNNLM
 from charlm.sampling import generate
+from charlm.tokenizer import TokenizerSpec
 from charlm.train import EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, capture_rng, restore_rng
 
 EXIT_INTERRUPTED = 130
@@ -54,17 +57,23 @@ def _check_out_dir(out: Path, force: bool) -> None:
         raise CheckpointError(f"--out {out} is not empty: pick a new folder, or pass --force to write into it")
 
 
-def new_setup(corpus: str, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
-              val_source: str | None, encoding_errors: str, device_name: str, command: str) -> TrainSetup:
+def new_setup(source: Source, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
+              val_source: str | None, spec: TokenizerSpec, cache_dir: Path | None, cache_min_bytes: int,
+              device_name: str, command: str) -> TrainSetup:
     device = runtime.select_device(device_name)  # cheap checks first
     _check_out_dir(out, force=False)
-    run = data.prepare(corpus, train_config.val_fraction, train_config.test_fraction, val_source, encoding_errors)
+    run = prepare_with_progress(data.prepare_steps(source, train_config.val_fraction, train_config.test_fraction,
+                                                   val_source, spec=spec, cache_dir=cache_dir,
+                                                   cache_min_bytes=cache_min_bytes))
+    for message in run.notes:
+        console.info(message)
     for message in run.warnings:
         console.warn(message)
     batch_size, seq_len, warnings = fit_to_corpus(len(run.train_ids), train_config.batch_size, train_config.seq_len)
     for message in warnings:
         console.warn(message)
-    train_config = dataclasses.replace(train_config, batch_size=batch_size, seq_len=seq_len)
+    train_config = dataclasses.replace(train_config, batch_size=batch_size, seq_len=seq_len,
+                                       precision=runtime.resolve_precision(train_config.precision, device))
     _check_out_dir(out, force)
     runtime.tune_allocator()
     runtime.seed_everything(train_config.seed)
@@ -84,8 +93,11 @@ def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
     tokenizer = checkpoint.load_tokenizer(run_dir, info)
     model_config, train_config = ModelConfig.from_dict(info["model"]), TrainConfig.from_dict(info["train"])
     corpus_info = info["corpus"]
-    run = data.prepare(corpus_info["source"], train_config.val_fraction, train_config.test_fraction,
-                       corpus_info.get("val_source"), corpus_info.get("encoding_errors", "strict"), tokenizer=tokenizer)
+    source, val_source = data.recorded_sources(corpus_info)
+    run = prepare_with_progress(data.prepare_steps(source, train_config.val_fraction, train_config.test_fraction,
+                                                   val_source, tokenizer=tokenizer,
+                                                   cache_dir=data.recorded_cache_dir(corpus_info), cache_min_bytes=0,
+                                                   check_against=corpus_info))
     if run.corpus_info["train_sha256"] != corpus_info["train_sha256"]:
         raise CorpusError(f"the corpus {corpus_info['source']} changed since the run started: restore it to resume")
     runtime.tune_allocator()
@@ -102,8 +114,30 @@ def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
         torch.cuda.set_rng_state(state.cuda_rng)
     if trainer.progress.done:
         raise CheckpointError(f"the run in {run_dir} already finished ({trainer.progress.stop_reason}): nothing to resume")
+    checkpoint.truncate_metrics(run_dir, trainer.progress.step)
     console.info(f"resuming {run_dir} at step {trainer.progress.step:,} (epoch {trainer.progress.epoch})")
     return TrainSetup(run_dir, trainer, info)
+
+
+def prepare_with_progress(steps):
+    """Drive a generator of data.Progress reports with a bar on stderr (MB read, MB/s); returns its value.
+    No bar when stderr is not a terminal (logs and tests stay clean)."""
+    if not console.err.is_terminal:
+        return data.drain(steps)
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                   TimeRemainingColumn(), console=console.err, transient=True)
+    tasks = {}
+    with bar:
+        while True:
+            try:
+                report = next(steps)
+            except StopIteration as stop:
+                return stop.value
+            if report.stage not in tasks:
+                tasks[report.stage] = bar.add_task(report.stage, total=report.total)
+            bar.update(tasks[report.stage], completed=report.done, total=report.total)
 
 
 def _to_device(state, device):
@@ -113,7 +147,10 @@ def _to_device(state, device):
 def _save_state(setup: TrainSetup) -> None:
     t = setup.trainer
     t.progress.rng = capture_rng()
+    start = time.perf_counter()
     checkpoint.save_training_state(setup.run_dir, t.model, t.optimizer, t.hidden, t.progress.to_dict())
+    checkpoint.append_metrics(setup.run_dir, {"type": "save", "step": t.progress.step,
+                                              "seconds": time.perf_counter() - start})
 
 
 class _StopOnSignal:
@@ -227,22 +264,40 @@ def _print_summary(setup: TrainSetup, last_step: StepReport | None, best: EvalRe
 # ----- eval -------------------------------------------------------------------------------------------------
 
 
-def evaluate_checkpoint(run_dir: Path, text_source: str | None, split_name: str, batch_size: int, unknown: str,
-                        device_name: str) -> tuple[EvalResult, str]:
+def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_name: str, batch_size: int,
+                        unknown: str, device_name: str, text: str | None = None) -> dict:
+    """Score one checkpoint on ``text_source`` (or ``text`` already read from it), else on its own recorded
+    split; returns a row: checkpoint, text, level, vocab_size, normalize and the EvalResult figures."""
     from charlm import corpus
 
     device = runtime.select_device(device_name)
     ck = checkpoint.load(run_dir, device)
+    tok = ck.tokenizer
     if text_source is not None:
-        text, label = corpus.load_text(text_source).text, text_source
+        source = text_source if isinstance(text_source, Source) else Source((text_source,))
+        text = corpus.load_text(source).text if text is None else text
+        ids, label = tok.encode(text, unknown=unknown), source.description
+        if len(ids) < 2:
+            raise TokenizerError("the text to evaluate has fewer than 2 tokens: pass a longer text")
+        n_chars = len(text) - tok.count_chars(ids[:1])  # the text's characters, less the first token's
     else:
-        text, label = data.recorded_split(ck.info["corpus"], ck.info["train"], split_name), f"its {split_name} split"
-    ids = ck.tokenizer.encode(text, unknown=unknown)
-    if len(ids) < 2:
-        raise TokenizerError("the text to evaluate has fewer than 2 tokens: pass a longer text")
+        steps = data.recorded_split_steps(ck.info["corpus"], ck.info["train"], split_name, tok)
+        (ids, n_chars), label = prepare_with_progress(steps), f"its {split_name} split"
     amp = runtime.autocast_dtype(ck.train_config.precision, device)
-    n_chars = ck.tokenizer.count_chars(ids[1:])
-    return evaluate(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp), label
+    result = evaluate(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp)
+    return {"checkpoint": str(run_dir), "text": label, "level": tok.kind, "vocab_size": tok.vocab_size,
+            "normalize": getattr(tok, "normalize", "none"), **result.to_dict()}
+
+
+def evaluate_checkpoints(run_dirs: list[Path], text_source: str | None, split_name: str, batch_size: int,
+                         unknown: str, device_name: str) -> list[dict]:
+    """Score several checkpoints, all on the same text (read once) or each on its own recorded split, so a
+    char, byte and subword model compare in one table by bits per character."""
+    from charlm import corpus
+
+    text = corpus.load_text(Source((text_source,))).text if text_source is not None else None
+    return [evaluate_checkpoint(run_dir, text_source, split_name, batch_size, unknown, device_name, text=text)
+            for run_dir in run_dirs]
 
 
 # ----- sample -----------------------------------------------------------------------------------------------
@@ -291,9 +346,12 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
 # ----- repl -------------------------------------------------------------------------------------------------
 
 
-def run_repl(run_dir: Path, show_k: int, device_name: str) -> None:
+def run_repl(run_dir: Path, show_k: int, device_name: str, mode: str = "auto", sample_config: SampleConfig | None = None,
+             seed: int = 0, unknown: str = "error") -> None:
     from charlm import repl
 
+    mode = repl.choose_mode(mode)  # cheap checks first: --line with piped input is refused before loading
     device = runtime.select_device(device_name)
     ck = checkpoint.load(run_dir, device)
-    repl.run(ck.model, ck.tokenizer, device, show_k, name=str(run_dir))
+    repl.run(ck.model, ck.tokenizer, device, show_k, name=str(run_dir), mode=mode, sample_config=sample_config,
+             seed=seed, unknown=unknown)

@@ -1,4 +1,7 @@
+import tracemalloc
+
 import numpy as np
+import pytest
 import torch
 
 from charlm.batching import TBPTTBatches, eval_windows, fit_to_corpus, layout
@@ -55,3 +58,53 @@ def test_fit_to_corpus_shrinks_with_warnings():
     assert (batch, seq) == (1, 64) and len(warnings) == 1
     batch, seq, warnings = fit_to_corpus(7, 32, 64)
     assert (batch, seq) == (1, 6) and len(warnings) == 2
+
+
+def eager_eval_windows(ids, batch_size, seq_len, warmup=128, min_stream_len=256):
+    """The eager version eval_windows replaced: pads a full int64 copy, then reshapes it (B, L)."""
+    n_targets = len(ids) - 1
+    batch_size = max(1, min(batch_size, n_targets // min_stream_len))
+    stream_len = -(-n_targets // batch_size)
+    padded = np.zeros(batch_size * stream_len + 1, dtype=np.int64)
+    padded[: len(ids)] = ids
+    targets = np.full(batch_size * stream_len, -100, dtype=np.int64)
+    targets[:n_targets] = ids[1:]
+    x_all = padded[:-1].reshape(batch_size, stream_len)
+    y_all = targets.reshape(batch_size, stream_len)
+    width = min(warmup, stream_len)
+    starts = np.arange(1, batch_size, dtype=np.int64) * stream_len
+    warm = padded[starts[:, None] - width + np.arange(width)] if width and batch_size > 1 else None
+    return warm, [(x_all[:, i:i + seq_len], y_all[:, i:i + seq_len]) for i in range(0, stream_len, seq_len)]
+
+
+@pytest.mark.parametrize("n, batch, seq_len, warmup, min_len", [
+    (1000, 3, 64, 16, 10), (1001, 4, 7, 5, 10), (2, 8, 16, 4, 256), (777, 1, 50, 128, 256), (5000, 32, 100, 128, 50),
+])
+def test_lazy_eval_windows_match_the_eager_reference(n, batch, seq_len, warmup, min_len):
+    ids = (np.arange(n) * 7 % 251).astype(np.uint8)
+    warm, windows = eval_windows(ids, batch, seq_len, warmup, min_len)
+    ref_warm, ref_windows = eager_eval_windows(ids, batch, seq_len, warmup, min_len)
+    assert (warm is None) == (ref_warm is None)
+    if warm is not None:
+        assert warm.dtype == torch.int64 and np.array_equal(warm.numpy(), ref_warm)
+    windows = list(windows)
+    assert len(windows) == len(ref_windows)
+    for (x, y), (rx, ry) in zip(windows, ref_windows):
+        assert x.dtype == y.dtype == torch.int64
+        assert np.array_equal(x.numpy(), rx) and np.array_equal(y.numpy(), ry)
+
+
+def test_windows_read_a_memmap_without_copying_it(tmp_path):
+    path = tmp_path / "ids.bin"
+    np.arange(20_000_000, dtype=np.uint32).astype(np.uint8).tofile(path)
+    ids = np.memmap(path, dtype=np.uint8, mode="r")
+    tracemalloc.start()
+    _, windows = eval_windows(ids, batch_size=64, seq_len=256)
+    for _ in zip(range(20), windows):
+        pass
+    batches = TBPTTBatches(ids, batch_size=64, seq_len=256)
+    for i in range(20):
+        batches.window(i)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 2_000_000  # a 20 MB array, read 64 x 256 ids at a time (int64 copies of 160 MB before)

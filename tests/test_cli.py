@@ -110,17 +110,6 @@ def test_hihello_through_the_cli(tmp_path):
     assert sample.stdout == "hihello\n"
 
 
-def test_repl_piped_input(trained_run, tmp_path):
-    saved = tmp_path / "session.txt"
-    script = f"the c\n:accept\n:context\n:undo\n:temp 0\n:gen 5\n:save {saved}\n:bogus\n:quit\n"
-    result = invoke("repl", trained_run, "--top-k", "3", input=script)
-    assert result.exit_code == 0, result.output
-    lines = result.stdout.splitlines()
-    assert lines[0].startswith("entropy ") and "bits |" in lines[0]
-    assert "unknown command :bogus" in result.stdout
-    assert saved.read_text(encoding="utf-8").startswith("the c")
-
-
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
     args = ["--max-steps", "40", *TINY_MODEL_ARGS, "--dropout", "0.1"]
     straight = invoke("train", tiny_corpus, "--out", tmp_path / "a", *args)

@@ -64,3 +64,64 @@ def test_split_is_contiguous_with_validation_last():
     assert (len(train), len(test), len(val)) == (850, 50, 100)
     assert train + test + val == text
     assert corpus.split(text, 0.0) == (text, "", "")
+
+
+# ----- several inputs, globs and chunked reading ------------------------------------------------------------
+
+
+def test_several_inputs_and_glob_are_joined_in_order(tmp_path):
+    (tmp_path / "a.txt").write_text("alpha\n", encoding="utf-8")
+    docs = tmp_path / "docs"
+    (docs / "deep").mkdir(parents=True)
+    (docs / "x.md").write_text("# ex\n", encoding="utf-8")
+    (docs / "deep" / "y.md").write_text("why\n", encoding="utf-8")
+    (docs / "z.txt").write_text("not markdown\n", encoding="utf-8")
+    with gzip.open(tmp_path / "c.txt.gz", "wb") as f:
+        f.write("압축\n".encode())
+    source = corpus.Source((str(tmp_path / "a.txt"), str(docs), str(tmp_path / "c.txt.gz")), glob="*.md")
+    loaded = corpus.load_text(source)
+    assert loaded.text == "alpha\n\nwhy\n\n# ex\n\n압축\n" and loaded.files == 4  # docs/deep/y.md sorts first
+    assert corpus.load_text(corpus.Source((str(docs),))).text == "not markdown\n"
+    assert corpus.Source.from_dict(source.to_dict()) == source
+
+
+def test_old_corpus_info_still_reads():
+    assert corpus.Source.from_dict({"source": "hihello", "encoding_errors": "replace"}) == \
+        corpus.Source(("hihello",), encoding_errors="replace")
+
+
+@pytest.mark.parametrize("suffix, opener", [("", open), (".gz", gzip.open), (".bz2", bz2.open), (".xz", lzma.open)])
+def test_chunks_end_at_line_breaks_and_join_back_exactly(tmp_path, suffix, opener):
+    text = "".join(f"line {i} ünï 한글 {'x' * (i % 37)}\n" for i in range(2000)) + "no newline at the end"
+    path = tmp_path / f"big.txt{suffix}"
+    with opener(path, "wb") as f:
+        f.write(text.encode())
+    chunks = list(corpus.stream(str(path), chunk_bytes=1000))
+    assert len(chunks) > 50 and "".join(c.text for c in chunks) == text
+    assert all(c.text.endswith("\n") for c in chunks[:-1])
+    assert all(bytes(c.data) == c.text.encode() for c in chunks)
+    assert chunks[-1].done == path.stat().st_size == chunks[-1].total
+
+
+def test_a_very_long_line_is_cut_between_characters(tmp_path):
+    text = "한" * 5000 + "\nend"  # 15,000 bytes without a line break
+    path = tmp_path / "long.txt"
+    path.write_text(text, encoding="utf-8")
+    chunks = list(corpus.stream(str(path), chunk_bytes=1000))
+    assert len(chunks) > 2 and "".join(c.text for c in chunks) == text
+
+
+def test_errors_found_late_in_a_file_give_the_right_offset(tmp_path):
+    path = tmp_path / "late.txt"
+    path.write_bytes(b"ok line\n" * 1000 + b"bad \xff here\n")
+    with pytest.raises(CorpusError, match="offset 8004"):
+        list(corpus.stream(str(path), chunk_bytes=100))
+    path.write_bytes(b"ok line\n" * 1000 + b"nul \x00 here\n")
+    with pytest.raises(CorpusError, match="binary.*offset 8004"):
+        list(corpus.stream(str(path), chunk_bytes=100))
+
+
+def test_split_sizes_match_split():
+    assert corpus.split_sizes(1000, 0.1, 0.05) == (850, 50, 100)
+    with pytest.raises(CorpusError, match="--val-fraction"):
+        corpus.split_sizes(2, 0.5)

@@ -64,3 +64,91 @@ def test_decode_rejects_out_of_range_ids():
     tok = CharTokenizer.fit("ab")
     with pytest.raises(TokenizerError):
         tok.decode([5])
+
+
+# ----- fast paths against a per-character reference ---------------------------------------------------------
+
+import unicodedata  # noqa: E402
+
+from charlm import corpus  # noqa: E402
+from charlm.tokenizer import ByteTokenizer, CharFitter, TokenizerSpec, tokenizer_from_dict  # noqa: E402
+
+
+def reference_ids(tok, text):
+    """One dict lookup per character: what the vectorised encoder must reproduce."""
+    index = {c: i + 1 for i, c in enumerate(tok.chars)}
+    return [index.get(c, UNK_ID) for c in text]
+
+
+@pytest.mark.parametrize("train", ["hihello", "abc é ÿ\n" * 3, "".join(map(chr, range(32, 600))), MIXED])
+def test_encode_matches_a_per_character_lookup(train):
+    tok = CharTokenizer.fit(train)
+    for text in (train, train[::-1] + "zzé€😀", "plain ascii"):
+        assert tok.encode(text, unknown="unk").tolist() == reference_ids(tok, text)
+
+
+@given(st.text(max_size=40), st.text(max_size=40))
+def test_fitter_positions_give_the_vocabulary_of_a_prefix(a, b):
+    fitter = CharFitter()
+    fitter.add(a, 0)
+    fitter.add(b, len(a))
+    text = a + b
+    for cut in {0, len(a) // 2, len(a), len(text)}:
+        if cut == 0:
+            continue
+        assert fitter.finish(before=cut).chars == "".join(sorted(set(text[:cut])))
+
+
+# ----- byte level -------------------------------------------------------------------------------------------
+
+
+@given(st.text(alphabet=st.characters(blacklist_categories=("Cs",))))
+def test_byte_round_trip_any_text(text):
+    tok = ByteTokenizer()
+    ids = tok.encode(text)
+    assert ids.dtype == np.uint8 and ids.tobytes() == text.encode("utf-8")
+    assert tok.decode(ids) == text and tok.count_chars(ids) == len(text)
+    decoder = tok.incremental_decoder()
+    assert "".join(decoder.feed(int(i)) for i in ids) + decoder.flush() == text
+
+
+def test_byte_level_has_256_symbols_and_no_unknowns():
+    tok = ByteTokenizer.fit("anything")
+    assert tok.vocab_size == 256 and tok.unknown_chars("😀 never seen") == set()
+    assert tok.token(ord("a")) == "a" and tok.token(0xE2) == "<0xE2>" and "\n" in tok.chars
+    assert tokenizer_from_dict(tok.to_dict()).fingerprint() == tok.fingerprint()
+
+
+# ----- Unicode normalisation --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("form, shown", [("nfc", "NFC"), ("nfkc", "NFKC"), ("nfd", "NFC")])
+@given(text=st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=30))
+def test_normalised_round_trip_gives_the_normal_form(form, shown, text):
+    for tok in (CharTokenizer.fit(text, normalize=form), ByteTokenizer(form)):
+        ids = tok.encode(text)
+        assert tok.decode(ids) == unicodedata.normalize(shown, text)
+        assert tok.count_chars(ids) == len(tok.decode(ids))
+        decoder = tok.incremental_decoder()
+        assert "".join(decoder.feed(int(i)) for i in ids) + decoder.flush() == tok.decode(ids)
+
+
+def test_nfd_turns_a_korean_vocabulary_into_jamo():
+    text = corpus.load_text("kolaw_constitution").text
+    syllables, jamo = CharTokenizer.fit(text), CharTokenizer.fit(text, normalize="nfd")
+    assert syllables.vocab_size > 350 and jamo.vocab_size < 100
+    ids = jamo.encode("대한민국")
+    assert len(ids) == 11 and jamo.decode(ids) == "대한민국"  # 대 = ᄃ+ᅢ, 한 = ᄒ+ᅡ+ᆫ, 민, 국: 2+3+3+3
+    assert jamo.to_dict()["normalize"] == "nfd" and "normalize" not in syllables.to_dict()
+    decoder = jamo.incremental_decoder()
+    shown = [decoder.feed(int(i)) for i in ids]
+    assert shown[:3] == ["", "", "대"] and "".join(shown) + decoder.flush() == "대한민국"
+
+
+def test_spec_validates_levels_and_settings():
+    with pytest.raises(TokenizerError, match="--level"):
+        TokenizerSpec(level="word")
+    with pytest.raises(TokenizerError, match="normalization"):
+        TokenizerSpec(normalize="nfx")
+    with pytest.raises(TokenizerError, match="too small"):
+        TokenizerSpec(level="subword", vocab_size=100)

@@ -1,0 +1,141 @@
+"""Text from tables through Hugging Face ``datasets``: hub datasets (hf:NAME[:CONFIG]) and local json/jsonl/csv/parquet.
+
+``iter_texts`` yields the ``text_column`` of every row, in order, keeping the
+line breaks inside each value (``corpus.stream`` joins the rows with a newline).
+Rows are read in batches from the dataset's memory-mapped Arrow files, so a
+dataset larger than memory streams.
+
+A hub name needs the network. Before asking ``datasets`` (which retries for
+tens of seconds when offline), charlm checks in under PROBE_SECONDS that the
+hub answers at all, and otherwise fails with one line that says how to use a
+local file instead. With HF_HUB_OFFLINE=1 (or HF_DATASETS_OFFLINE=1) the probe is
+skipped and only datasets already in the local cache load.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+from pathlib import Path
+from typing import Iterator
+from urllib.parse import urlparse
+
+from charlm.errors import CorpusError
+
+HUB_PREFIX = "hf:"
+TABLE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet"}
+PROBE_SECONDS = 3.0
+BATCH_ROWS = 1000
+
+
+def is_hub_name(item: str) -> bool:
+    return str(item).startswith(HUB_PREFIX)
+
+
+def is_table_file(path: Path) -> bool:
+    """A json, jsonl, csv or parquet file (optionally .gz), read as a table rather than as plain text."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    return bool(suffixes) and suffixes[-1] in TABLE_FORMATS
+
+
+def parse_hub_name(item: str) -> tuple[str, str | None]:
+    """'hf:wikitext:wikitext-2-raw-v1' → ('wikitext', 'wikitext-2-raw-v1'); 'hf:user/data' → ('user/data', None)."""
+    name, _, config = item[len(HUB_PREFIX):].partition(":")
+    if not name:
+        raise CorpusError(f"{item!r} names no dataset: write hf:NAME or hf:NAME:CONFIG, e.g. hf:wikitext:wikitext-2-raw-v1")
+    return name, config or None
+
+
+def _offline() -> bool:
+    return any(os.environ.get(v, "").strip().lower() in ("1", "true", "yes", "on")
+               for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+
+
+def hub_reachable(timeout: float = PROBE_SECONDS) -> str | None:
+    """None when a TCP connection to the hub (HF_ENDPOINT, default huggingface.co) opens within ``timeout``
+    seconds, else the reason. Runs in a thread, because a name lookup can block far longer than a socket timeout."""
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+    outcome: list[str | None] = []
+
+    def probe():
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            outcome.append(None)
+        except OSError as e:
+            outcome.append(f"{host}:{port}: {e.strerror or e}")
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return outcome[0] if outcome else f"{host}:{port}: no answer in {timeout:g} s"
+
+
+@contextlib.contextmanager
+def _quiet_datasets():
+    """datasets draws progress bars on stderr; charlm's library code prints nothing."""
+    import datasets
+
+    was_disabled = datasets.utils.logging.is_progress_bar_enabled() is False
+    datasets.disable_progress_bars()
+    verbosity = datasets.logging.get_verbosity()
+    datasets.logging.set_verbosity_error()
+    try:
+        yield datasets
+    finally:
+        datasets.logging.set_verbosity(verbosity)
+        if not was_disabled:
+            datasets.enable_progress_bars()
+
+
+def load(item: str | Path, split: str = "train"):
+    """The ``datasets.Dataset`` for a hub name or a local table file (one split)."""
+    if is_hub_name(item):
+        name, config = parse_hub_name(item)
+        if not _offline():
+            reason = hub_reachable()
+            if reason is not None:
+                raise CorpusError(f"the Hugging Face hub is unreachable ({reason}), so dataset {name} cannot be "
+                                  "downloaded: download it where there is network and pass the local file instead "
+                                  "(e.g. charlm train data.jsonl --text-column text), or set HF_HUB_OFFLINE=1 to use "
+                                  "a copy already in the datasets cache")
+        args, kwargs, label = (name, config), {"split": split}, f"dataset {name}"
+    else:
+        path = Path(item)
+        fmt = TABLE_FORMATS[[s.lower() for s in path.suffixes if s.lower() != ".gz"][-1]]
+        args, kwargs, label = (fmt,), {"data_files": str(path), "split": "train"}, str(path)
+    with _quiet_datasets() as datasets:
+        try:
+            return datasets.load_dataset(*args, **kwargs)
+        except (FileNotFoundError, ConnectionError) as e:
+            raise CorpusError(f"cannot load {label} ({_first_line(e)}): check the name, or that it is in the "
+                              "local datasets cache when offline") from None
+        except Exception as e:  # datasets raises many types (DatasetNotFoundError, ValueError, ArrowInvalid …)
+            raise CorpusError(f"cannot load {label} ({type(e).__name__}: {_first_line(e)}): check the name, "
+                              "--split and the file's format") from None
+
+
+def _first_line(error: Exception) -> str:
+    text = str(error).strip()
+    return (text.splitlines()[0] if text else type(error).__name__)[:200]
+
+
+def iter_texts(item: str | Path, split: str = "train", text_column: str = "text") -> Iterator[str]:
+    """The ``text_column`` value of every row, in order (empty values included, None skipped)."""
+    dataset = load(item, split)
+    if text_column not in dataset.column_names:
+        raise CorpusError(f"{item} has no column {text_column!r} (columns: {', '.join(dataset.column_names)}): "
+                          "pass --text-column NAME")
+    rows = dataset.select_columns([text_column])
+    for batch in rows.iter(batch_size=BATCH_ROWS):
+        for value in batch[text_column]:
+            if value is None:
+                continue
+            if not isinstance(value, str):
+                raise CorpusError(f"column {text_column!r} of {item} holds {type(value).__name__}, not text: "
+                                  "pass --text-column with a text column")
+            yield value

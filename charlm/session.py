@@ -1,0 +1,229 @@
+"""The REPL's model side: the text so far, the carried hidden state, undo, and a live preview.
+
+Nothing here prints; repl.py draws. Every new token costs one step of the
+recurrence: the context is never re-encoded.
+
+The session keeps two layers of state::
+
+    context  "ROMEO:⏎What li"   committed text; base = (state, logits) after it
+    buffer   "ght"              text being typed, not yet committed; a stack of
+                                checkpoints (n, state, logits) after its first n tokens
+
+    type 'h'     encode the buffer, keep the checkpoints of the common prefix, feed the rest (one token)
+    backspace    pop back to the checkpoint of the shorter prefix (no model work)
+    Enter        commit: context += buffer, base = top checkpoint (no model work)
+
+A paste feeds all its tokens in one call and leaves a single checkpoint, so a
+backspace after it re-feeds from the checkpoint before the paste. ``feed`` is
+preview followed by commit, so lines, pipes and live typing share one path.
+
+The buffer is encoded on its own, not together with the context: at char level
+that is the same thing; a subword tokenizer may split the seam differently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterator
+
+import torch
+
+from charlm.config import SampleConfig
+from charlm.errors import CharlmError
+from charlm.model import RNNLM, State
+from charlm.sampling import Predictor, filter_logits
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The model's next-token distribution at one point, summarised for display."""
+
+    token_ids: list[int]  # the k likeliest ids, likeliest first
+    tokens: list[str]  # their text (tokenizer.token)
+    probs: list[float]  # their probabilities (temperature 1, no filtering)
+    entropy: float  # of the whole distribution, in bits
+
+
+def summarize(probs: torch.Tensor, tokenizer, k: int) -> Prediction:
+    """probs (V,) → the top ``k`` tokens with their probabilities and the entropy in bits."""
+    probs = probs.float()
+    entropy = float(-(probs * torch.log2(probs.clamp_min(1e-30))).sum())
+    top = torch.topk(probs, min(k, probs.numel()))  # values, indices: (k,)
+    ids = [int(i) for i in top.indices]
+    return Prediction(ids, [tokenizer.token(i) for i in ids], [float(p) for p in top.values], entropy)
+
+
+@dataclass
+class _Point:
+    """What the model has read up to one point: the state after it and the logits (1, V) for what comes next."""
+
+    state: State | None = None
+    logits: torch.Tensor | None = None
+
+
+@dataclass
+class _Undo:
+    context: str
+    base: _Point
+
+
+@dataclass
+class Session:
+    """A REPL session over ``model`` and ``tokenizer``; see the module docstring for the state it keeps.
+
+    ``unknown`` is the tokenizer's policy for characters outside the vocabulary
+    ('error' raises TokenizerError, 'unk', 'skip').
+    """
+
+    model: RNNLM
+    tokenizer: object
+    device: torch.device | str = "cpu"
+    sample_config: SampleConfig = field(default_factory=SampleConfig)
+    seed: int = 0
+    unknown: str = "error"
+    context: str = ""
+
+    def __post_init__(self):
+        self.predictor = Predictor(self.model, self.device)
+        self.generator = torch.Generator(device=self.predictor.device).manual_seed(self.seed)
+        self.base = _Point()
+        self._undo: list[_Undo] = []
+        self._buffer_text = ""
+        self._buffer_ids: list[int] = []
+        self._checkpoints: list[tuple[int, _Point]] = []  # (number of buffer tokens read, point after them)
+        self.tokens_fed = 0  # tokens run through the model so far (tests check the O(1) claim with it)
+
+    # ----- reading text ---------------------------------------------------------------------------------
+
+    def preview(self, text: str) -> torch.Tensor | None:
+        """Next-token probabilities (V,) after context + ``text``, or None when nothing has been read.
+
+        ``text`` replaces the previous buffer; only the tokens after the common
+        prefix are fed. Raises TokenizerError for unknown characters (under
+        unknown='error'), leaving the session as it was.
+        """
+        ids = [int(i) for i in self.tokenizer.encode(text, unknown=self.unknown)]
+        same = 0
+        while same < min(len(ids), len(self._buffer_ids)) and ids[same] == self._buffer_ids[same]:
+            same += 1
+        while self._checkpoints and self._checkpoints[-1][0] > same:
+            self._checkpoints.pop()
+        read, point = self._checkpoints[-1] if self._checkpoints else (0, self.base)
+        if len(ids) > read:
+            point = self._run(point, ids[read:])
+            self._checkpoints.append((len(ids), point))
+        self._buffer_text, self._buffer_ids = text, ids
+        return self._probs(point)
+
+    def commit(self) -> None:
+        """Make the previewed buffer part of the context (undoable)."""
+        if not self._buffer_text:
+            return
+        self._undo.append(_Undo(self.context, self.base))
+        self.context += self._buffer_text
+        if self._checkpoints:
+            self.base = self._checkpoints[-1][1]
+        self._clear_buffer()
+
+    def feed(self, text: str) -> None:
+        """Read ``text`` after the context and commit it (one undo step)."""
+        self.preview(text)
+        self.commit()
+
+    def probs(self) -> torch.Tensor | None:
+        """Next-token probabilities (V,) after context + buffer, or None when nothing has been read."""
+        return self._probs(self._checkpoints[-1][1] if self._checkpoints else self.base)
+
+    def prediction(self, k: int) -> Prediction | None:
+        probs = self.probs()
+        return None if probs is None else summarize(probs, self.tokenizer, k)
+
+    # ----- writing text ---------------------------------------------------------------------------------
+
+    def accept(self) -> str:
+        """Append the most likely next token to the context (one undo step); returns the text it adds."""
+        probs = self._committed_probs()
+        self._undo.append(_Undo(self.context, self.base))
+        decoder = self.tokenizer.incremental_decoder()
+        return self._append(int(probs.argmax()), decoder) + self._flush(decoder)
+
+    def generate(self, n: int, stop=lambda: False) -> Iterator[str]:
+        """Sample up to ``n`` tokens with ``sample_config``, yielding the text each one adds to the context.
+
+        The whole run is one undo step; ``stop()`` is asked before each token
+        (the REPL's Ctrl-C). A token may add no text (the first byte of a
+        multi-byte character), or its text may come one token late (a decoder
+        that composes NFD into NFC); what the decoder still holds comes last.
+        """
+        if n < 0:
+            raise CharlmError(f"cannot generate {n} tokens: give a count of 0 or more")
+        self._committed_probs()
+        self._undo.append(_Undo(self.context, self.base))
+        decoder = self.tokenizer.incremental_decoder()
+        greedy = self.sample_config.temperature == 0
+        for _ in range(n):
+            if stop():
+                break
+            probs = filter_logits(self.base.logits[0], self.sample_config)  # (V,)
+            token_id = int(probs.argmax()) if greedy else int(torch.multinomial(probs, 1, generator=self.generator))
+            yield self._append(token_id, decoder)
+        yield self._flush(decoder)
+
+    def set_seed(self, seed: int) -> None:
+        self.seed = seed
+        self.generator.manual_seed(seed)
+
+    # ----- going back -----------------------------------------------------------------------------------
+
+    def undo(self) -> bool:
+        """Take back the last commit, accept or generation; False when there is nothing to undo."""
+        self._clear_buffer()
+        if not self._undo:
+            return False
+        last = self._undo.pop()
+        self.context, self.base = last.context, last.base
+        return True
+
+    def reset(self) -> None:
+        """Forget everything: empty context, zero state, no undo history."""
+        self.context, self.base, self._undo = "", _Point(), []
+        self._clear_buffer()
+
+    # ----- internals ------------------------------------------------------------------------------------
+
+    def _run(self, point: _Point, ids: list[int]) -> _Point:
+        """Feed ``ids`` from ``point``; returns the new point. One model call whatever len(ids)."""
+        self.predictor.state, self.predictor.logits = point.state, point.logits
+        logits = self.predictor.feed(torch.tensor(ids, dtype=torch.long))  # (1, V)
+        self.tokens_fed += len(ids)
+        # Predictor.feed returns fresh tensors, so the point keeps its own state without a copy
+        # (test_session_points_do_not_alias checks it).
+        return _Point(self.predictor.state, logits)
+
+    def _append(self, token_id: int, decoder) -> str:
+        point = self._run(self.base, [token_id])
+        text = decoder.feed(token_id)
+        self.base, self.context = point, self.context + text
+        return text
+
+    def _flush(self, decoder) -> str:
+        """Add the text a streaming decoder still holds to the context; returns it."""
+        flush = getattr(decoder, "flush", None)
+        text = flush() if flush is not None else ""
+        self.context += text
+        return text
+
+    def _committed_probs(self) -> torch.Tensor:
+        if self._buffer_text:
+            self.commit()
+        probs = self._probs(self.base)
+        if probs is None:
+            raise CharlmError("there is nothing to continue yet: type some text first")
+        return probs
+
+    @staticmethod
+    def _probs(point: _Point) -> torch.Tensor | None:
+        return None if point.logits is None else torch.softmax(point.logits[0].float(), -1)  # (V,)
+
+    def _clear_buffer(self) -> None:
+        self._buffer_text, self._buffer_ids, self._checkpoints = "", [], []

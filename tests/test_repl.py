@@ -1,0 +1,326 @@
+"""The REPL: its session state against fresh forward passes, and the real command driven through a pipe and a
+pseudo-terminal as a person would use it."""
+
+import os
+import re
+import sys
+import time
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from charlm.cli import cli
+from charlm.config import ModelConfig, SampleConfig
+from charlm.errors import CharlmError, TokenizerError
+from charlm.model import RNNLM
+from charlm.repl import escape, unescape
+from charlm.session import Session, summarize
+from charlm.tokenizer import CharTokenizer
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """The REPL runs its steps on one thread (repl.step_threads); so do these tests, and put it back after."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_session(cell="lstm", **kwargs):
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer("abc .\n")
+    model = RNNLM(ModelConfig(cell=cell, num_layers=2, hidden_size=8, embed_size=4, dropout=0.0), tokenizer.vocab_size)
+    return Session(model.eval(), tokenizer, **kwargs)
+
+
+def fresh_probs(session, text):
+    """The reference: one forward pass over the whole text from a zero state."""
+    ids = torch.from_numpy(session.tokenizer.encode(text).astype("int64")).unsqueeze(0)  # (1, T)
+    with torch.no_grad():
+        logits, _ = session.model(ids)
+    return torch.softmax(logits[0, -1], -1)
+
+
+# ----- the session ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_incremental_state_matches_a_fresh_pass(cell):
+    s = tiny_session(cell)
+    for typed in ["c", "ca", "cab", "cab ", "cab", "cab a", "cab ab"]:  # typing, a backspace, a two-key jump
+        assert torch.allclose(s.preview(typed), fresh_probs(s, typed), atol=1e-6), typed
+    s.commit()
+    s.feed("\nba")
+    s.accept()
+    s.sample_config = SampleConfig(temperature=1.0)
+    generated = "".join(s.generate(7))
+    assert len(generated) == 7 and s.context.endswith(generated)
+    assert torch.allclose(s.probs(), fresh_probs(s, s.context), atol=1e-5)
+
+
+def test_each_keystroke_costs_one_token_and_backspace_none():
+    s = tiny_session()
+    s.feed("abc " * 50)  # a long context: typing after it must not re-read it
+    fed = s.tokens_fed
+    for n in range(1, 6):
+        s.preview("cab a"[:n])
+        assert s.tokens_fed == fed + n
+    s.preview("cab")  # backspace twice: back to a stored checkpoint, no model work
+    assert s.tokens_fed == fed + 5
+    s.commit()
+    assert s.tokens_fed == fed + 5 and s.context.endswith("abc cab")
+
+
+def test_undo_and_reset():
+    s = tiny_session()
+    s.feed("ab")
+    before = s.probs().clone()
+    s.feed("c a")
+    s.accept()
+    assert s.undo() and s.undo()
+    assert s.context == "ab" and torch.equal(s.probs(), before)
+    s.reset()
+    assert s.context == "" and s.probs() is None and not s.undo()
+
+
+def test_session_points_do_not_alias():
+    """A stored state must not change when the session moves on (Predictor returns fresh tensors)."""
+    s = tiny_session()
+    s.feed("abc")
+    h, c = (t.clone() for t in s.base.state)
+    stored = s.base.state
+    s.feed(" cab")
+    list(s.generate(3))
+    assert torch.equal(stored[0], h) and torch.equal(stored[1], c)
+
+
+def test_preview_with_unknown_characters_leaves_the_session_as_it_was():
+    s = tiny_session()
+    s.preview("ab")
+    with pytest.raises(TokenizerError):
+        s.preview("abX")
+    assert torch.allclose(s.probs(), fresh_probs(s, "ab"), atol=1e-6)
+
+
+def test_generation_is_reproducible_and_greedy_is_deterministic():
+    runs = []
+    for _ in range(2):
+        s = tiny_session(sample_config=SampleConfig(temperature=1.0), seed=5)
+        s.feed("ab")
+        runs.append("".join(s.generate(20)))
+    assert runs[0] == runs[1]
+    s = tiny_session(sample_config=SampleConfig(temperature=0))
+    s.feed("ab")
+    greedy = "".join(s.generate(5))
+    s.undo()
+    assert "".join(s.accept() for _ in range(5)) == greedy
+
+
+def test_generation_stops_when_asked():
+    s = tiny_session()
+    s.feed("ab")
+    asked = []
+    text = "".join(s.generate(100, stop=lambda: len(asked.append(1) or asked) > 4))
+    assert len(text) == 4 and s.context == "ab" + text
+    assert s.undo() and s.context == "ab"
+
+
+def test_nothing_to_continue_is_an_error():
+    with pytest.raises(CharlmError, match="type some text first"):
+        tiny_session().accept()
+
+
+def test_summarize_entropy_and_order():
+    probs = torch.tensor([0.0, 0.5, 0.25, 0.125, 0.125, 0.0, 0.0])
+    p = summarize(probs, CharTokenizer("abc .\n"), 3)
+    assert p.entropy == pytest.approx(1.75)
+    assert p.token_ids == [1, 2, 3] and p.tokens == ["\n", " ", "."]
+
+
+@pytest.mark.parametrize("typed, text", [("a\\nb", "a\nb"), ("a\\\\nb", "a\\nb"), ("\\t", "\t"), ("\\:x", ":x")])
+def test_unescape(typed, text):
+    assert unescape(typed) == text
+    if not typed.startswith("\\:"):
+        assert unescape(escape(text)) == text
+
+
+@pytest.mark.parametrize("stdin_tty, stdout_tty, term, mode, chosen", [
+    (False, True, "xterm", "auto", "plain"), (True, True, "dumb", "auto", "line"), (True, False, "xterm", "auto", "line"),
+    (True, True, "xterm-256color", "auto", "live"), (True, True, "xterm", "line", "line"),
+])
+def test_choose_mode(monkeypatch, stdin_tty, stdout_tty, term, mode, chosen):
+    from charlm import repl
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: stdin_tty, raising=False)
+    monkeypatch.setattr(sys.stdout, "isatty", lambda: stdout_tty, raising=False)
+    monkeypatch.setenv("TERM", term)
+    assert repl.choose_mode(mode) == chosen
+
+
+def test_line_mode_on_a_pipe_is_an_error(monkeypatch):
+    from charlm import repl
+
+    monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
+    with pytest.raises(CharlmError, match="--line needs a terminal on stdin"):
+        repl.choose_mode("line")
+
+
+# ----- piped stdin (plain mode) -----------------------------------------------------------------------------
+
+
+def invoke(*args, input=None):
+    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
+
+
+def test_repl_piped_input(trained_run, tmp_path):
+    saved = tmp_path / "session.txt"
+    script = (f"the c\n:accept\n:context\n:undo\n:temp 0\n:gen 5\n:save {saved}\n:bogus\n:temp -1\n:gen x\n"
+              f":k 2\n\n:topk 5\n:topp 0.9\n:seed 3\n:settings\n:save {tmp_path}/no/such/dir.txt\n:reset\n:help\n"
+              ":quit\nnot read\n")
+    result = invoke("repl", trained_run, "--top-k", "3", input=script)
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert re.fullmatch(r"entropy \d+\.\d\d bits \| (\S+ \d\.\d{3}  ){2}\S+ \d\.\d{3}", lines[0])
+    assert lines[2].startswith("the c") and len(lines[2]) == 6  # :context after one accepted character
+    assert "temperature 0, top-k 0, top-p 1, seed 0" in lines
+    assert saved.read_text(encoding="utf-8").startswith("the c") and len(saved.read_text(encoding="utf-8")) == 10
+    assert lines.count("context cleared") == 1 and ":gen [N]" in result.stdout
+    assert re.search(r"entropy \S+ bits \| \S+ \d\.\d{3}  \S+ \d\.\d{3}$", result.stdout, re.M)  # :k 2
+    assert lines.count("temperature 0, top-k 5, top-p 0.9, seed 3") == 2  # after :seed, and :settings
+    assert re.search(r"^error: .*no/such/dir\.txt", result.stderr, re.M)  # a one-line error, and the REPL goes on
+    assert "error: unknown command :bogus" in result.stderr
+    assert "error: :temp must be 0 (greedy) or more" in result.stderr
+    assert "error: :gen needs a number" in result.stderr
+    assert "not read" not in result.stdout and "Traceback" not in result.output
+
+
+def test_repl_piped_greedy_generation_matches_sample(trained_run):
+    repl = invoke("repl", trained_run, input="the \n:temp 0\n:gen 12\n")
+    sample = invoke("sample", trained_run, "-p", "the ", "-n", "12", "-t", "0")
+    generated = repl.stdout.splitlines()[2]
+    assert sample.stdout == "the " + generated + "\n"
+
+
+def test_repl_reports_unknown_characters_and_goes_on(trained_run):
+    result = invoke("repl", trained_run, input="the Q\nthe\n")
+    assert result.exit_code == 0
+    assert "never saw: 'Q'" in result.stderr and result.stdout.startswith("entropy ")
+
+
+# ----- a pseudo-terminal (live and line modes) --------------------------------------------------------------
+
+
+class Terminal:
+    """The command in a pseudo-terminal (pexpect), read through a terminal emulator (pyte): the screen a person sees.
+
+    prompt_toolkit redraws only the cells that change, so the raw byte stream is no
+    place to look for text; the emulated screen is. The emulator also answers the
+    cursor position requests prompt_toolkit sends, as a real terminal does, unless
+    ``answers_cpr`` is False.
+    """
+
+    def __init__(self, run_dir, tmp_path, term="xterm-256color", answers_cpr=True, rows=30, columns=100):
+        pexpect = pytest.importorskip("pexpect")
+        pyte = pytest.importorskip("pyte")
+        env = {**os.environ, "TERM": term, "CHARLM_HISTORY": str(tmp_path / "history")}
+        env.pop("PROMPT_TOOLKIT_NO_CPR", None)
+        if not answers_cpr:
+            env["PROMPT_TOOLKIT_NO_CPR"] = "1"
+        self.child = pexpect.spawn(sys.executable, ["-m", "charlm", "repl", str(run_dir), "-k", "4"], env=env,
+                                   encoding="utf-8", dimensions=(rows, columns))
+        self.screen = pyte.Screen(columns, rows)
+        self.screen.write_process_input = self.child.send if answers_cpr else (lambda data: None)
+        self.stream = pyte.Stream(self.screen)
+        self.pexpect = pexpect
+
+    def pump(self, seconds=0.05) -> bool:
+        """Feed what the program wrote to the screen; False once it has exited."""
+        try:
+            self.stream.feed(self.child.read_nonblocking(1 << 16, timeout=seconds))
+        except self.pexpect.TIMEOUT:
+            pass
+        except self.pexpect.EOF:
+            return False
+        return True
+
+    def lines(self) -> list[str]:
+        return [line.rstrip() for line in self.screen.display]
+
+    def wait_for(self, pattern, timeout=20.0):
+        """Wait until ``pattern`` (a regex) shows on the screen; returns the match."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            alive = self.pump()
+            match = re.search(pattern, "\n".join(self.lines()), re.M)
+            if match:
+                return match
+            if not alive:
+                break
+        pytest.fail(f"{pattern!r} never showed; the screen:\n" + "\n".join(self.lines()))
+
+    def send(self, keys: str) -> None:
+        self.child.send(keys)
+
+    def exit_status(self, timeout=20.0) -> int:
+        deadline = time.monotonic() + timeout
+        while self.pump() and time.monotonic() < deadline:
+            pass
+        self.child.close()
+        return self.child.exitstatus
+
+
+def test_live_repl_in_a_terminal(trained_run, tmp_path):
+    term = Terminal(trained_run, tmp_path)
+    term.wait_for("predictions update as you type")
+    term.wait_for("type to see what the model expects next")
+    term.send("the c")  # the panel follows key by key
+    term.wait_for(r"» the c$")
+    term.wait_for(r"next · entropy \d+\.\d\d bits · \d+\.\d ms")
+    bars = [line for line in term.lines() if re.fullmatch(r"\s+\S+ [█▏▎▍▌▋▊▉]+\s+\d+\.\d%", line)]
+    assert len(bars) == 4
+    term.send("\t")  # Tab puts the top prediction into the line
+    top = bars[0].split()[0]
+    term.wait_for(re.escape("» the c" + escape({"␣": " ", "⏎": "\n"}.get(top, top))) + "$")
+    term.send("\r:context\r")
+    context = term.wait_for(r"^(the c.)$").group(1)
+    term.send(":gen 100000\r")  # far more than it can write before the Ctrl-C
+    term.wait_for(r"\S{10}")
+    term.send("\x03")
+    term.wait_for(r"\[stopped\]")
+    term.send(":temp 0.5\r")
+    term.wait_for("^temperature 0.5, top-k 0, top-p 1, seed 0$")
+    term.send(":undo\r:context\r")  # the whole generation is one undo step
+    term.wait_for(r":context\n" + re.escape(context) + "$")
+    term.send("\x1b[A")  # ↑ recalls the last line from the history
+    term.wait_for(r"» :context$")
+    term.send("\x15:bogus\r")  # Ctrl-U clears the line first
+    term.wait_for("error: unknown command :bogus")
+    term.send("\x04")  # Ctrl-D quits
+    assert term.exit_status() == 0
+    assert ":temp 0.5" in (tmp_path / "history").read_text()
+
+
+def test_live_repl_draws_the_panel_above_where_the_terminal_reports_no_cursor(trained_run, tmp_path):
+    term = Terminal(trained_run, tmp_path, answers_cpr=False)
+    term.send("the")
+    term.wait_for(r"next · entropy \d+\.\d\d bits(.|\n)*» the$")
+    term.send("\x03")  # Ctrl-C at the prompt clears the line and stays
+    term.send(":quit\r")
+    assert term.exit_status() == 0
+
+
+def test_line_repl_on_a_dumb_terminal(trained_run, tmp_path):
+    term = Terminal(trained_run, tmp_path, term="dumb")
+    term.wait_for(":help")
+    term.send("the c\r")
+    term.wait_for(r"next after the␣c\s+\(entropy \d+\.\d\d bits\)")
+    term.send(":accept\r")
+    term.wait_for(r"next after the␣c\S\s+\(entropy")
+    term.send(":gen 100000\r")
+    term.wait_for(r"\S{10}")
+    term.send("\x03")
+    term.wait_for(r"\[stopped\]")
+    term.send("\x04")
+    assert term.exit_status() == 0
