@@ -177,6 +177,16 @@ class Checkpoint:
     run_dir: Path
 
 
+PRETRAINED = "shakespeare-lstm"
+
+
+def pretrained_dir() -> Path:
+    """The small pretrained model shipped with charlm (checkpoints/shakespeare-lstm in the repository)."""
+    import importlib.resources
+
+    return Path(str(importlib.resources.files("charlm.checkpoints") / PRETRAINED))
+
+
 def is_run_dir(path: Path) -> bool:
     return (Path(path) / CONFIG_FILE).exists()
 
@@ -279,9 +289,12 @@ def load_tokenizer(run_dir: Path, info: dict) -> CharTokenizer:
     return tokenizer
 
 
-def load(run_dir: Path | str, device: torch.device | str = "cpu", weights: str = MODEL_FILE) -> Checkpoint:
-    """Load a run folder's model (best weights by default), tokenizer and configs, verifying every file."""
-    run_dir = Path(run_dir)
+def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights: str = MODEL_FILE) -> Checkpoint:
+    """Load a run folder's model (best weights by default), tokenizer and configs, verifying every file.
+
+    ``run_dir`` None loads the pretrained model shipped with charlm.
+    """
+    run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
     info = read_config(run_dir)
     try:
         model_config = ModelConfig.from_dict(info["model"])

@@ -95,7 +95,7 @@ Examples:
   charlm train hihello --embed 0 --hidden 16 --batch-size 1 --seq-len 6 --val-fraction 0 --max-steps 200
   charlm train shakespeare --time-budget 5m --out checkpoints/shakespeare
   charlm train korean_bills --level subword --vocab-size 4000 --time-budget 5m
-  charlm train korean_bills --normalize nfd --time-budget 5m          # Hangul as jamo: a vocabulary of ~200
+  charlm train korean_bills --normalize nfd --time-budget 5m    # Hangul as jamo: vocabulary 1,118 -> 301
   charlm train books/ --glob '*.md' notes.txt.gz --cell gru --layers 3 --hidden 512 --epochs 10
   charlm train data.jsonl --text-column body --level byte
   charlm train hf:wikitext:wikitext-2-raw-v1 --split train --text-column text
@@ -197,10 +197,10 @@ Examples:
   charlm eval checkpoints/shakespeare
   charlm eval checkpoints/shakespeare --text some_other_text.txt --json
   charlm eval checkpoints/shakespeare --split test
-  charlm eval checkpoints/bills-char checkpoints/bills-subword --text corpora_val.txt   # side by side
+  charlm eval checkpoints/bills-char checkpoints/bills-subword      # side by side, by bits per character
 """)
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--text", "text_source", help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet file).")
+@click.option("--text", "text_source", metavar="FILE", help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet file).")
 @click.option("--split", "split_name", type=click.Choice(["val", "test", "train"]), default="val", show_default=True,
               help="Which split of each run's own corpus to score when no --text is given.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters …): an object for one checkpoint, a list for several.")
@@ -268,7 +268,7 @@ Examples:
   charlm sample checkpoints/shakespeare -p "HAMLET:" -n 400 -t 0.6
   charlm sample checkpoints/shakespeare --num-samples 3 --top-p 0.9 --seed 7 > samples.txt
 """)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
 @click.option("-p", "--prompt", default=None, help="Text to continue (default: a newline, or the corpus's first character).")
 @click.option("-n", "--length", type=int, default=500, show_default=True, help="Tokens to generate.")
 @click.option("-t", "--temperature", type=float, default=SAMPLE_DEFAULTS.temperature, show_default=True, help="0 = greedy; below 1 = safer; above 1 = wilder.")
@@ -280,7 +280,10 @@ Examples:
 @_unknown_option
 @_device_option
 def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samples, no_stream, unknown, device):
-    """Generate text from a checkpoint, continuing PROMPT; only the text goes to stdout."""
+    """Generate text from a checkpoint, continuing PROMPT; only the text goes to stdout.
+
+    Without CHECKPOINT, the pretrained Shakespeare model shipped with charlm is used.
+    """
     from charlm import runner
 
     config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
@@ -300,7 +303,7 @@ Examples:
   charlm repl checkpoints/shakespeare --line -t 0.6 --seed 7
   printf 'ROMEO:\\\\nWhat light\\n:gen 100\\n' | charlm repl checkpoints/shakespeare
 """)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
 @click.option("-k", "--top-k", "show_k", type=int, default=8, show_default=True, help="Predictions shown (:k N changes it).")
 @click.option("--line", "line_mode", is_flag=True, help="Read whole lines even on a terminal that can redraw (no live panel).")
 @click.option("-t", "--temperature", type=float, default=SAMPLE_DEFAULTS.temperature, show_default=True, help="For :gen (:temp T changes it).")
@@ -310,6 +313,8 @@ Examples:
 @_device_option
 def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, device):
     """Type text and watch the model's next-token predictions change with every key (':help' lists commands).
+
+    Without CHECKPOINT, the pretrained Shakespeare model shipped with charlm is used.
 
     On a terminal the predictions follow each key in a panel under the input;
     on a dumb terminal, or with --line, they follow each line; with piped

@@ -353,5 +353,5 @@ def run_repl(run_dir: Path, show_k: int, device_name: str, mode: str = "auto", s
     mode = repl.choose_mode(mode)  # cheap checks first: --line with piped input is refused before loading
     device = runtime.select_device(device_name)
     ck = checkpoint.load(run_dir, device)
-    repl.run(ck.model, ck.tokenizer, device, show_k, name=str(run_dir), mode=mode, sample_config=sample_config,
+    repl.run(ck.model, ck.tokenizer, device, show_k, name=str(ck.run_dir), mode=mode, sample_config=sample_config,
              seed=seed, unknown=unknown)

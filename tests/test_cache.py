@@ -75,7 +75,7 @@ def test_small_corpora_stay_in_memory(text_file, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_cli_says_when_it_reuses_and_resume_reads_the_cache(text_file, tmp_path):
+def test_cli_says_when_it_reuses_the_cache_and_eval_reads_it(text_file, tmp_path):
     args = ["train", str(text_file), "--cache-dir", str(tmp_path / "cache"), "--hidden", "8", "--embed", "4",
             "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--max-steps", "3", "--eval-every", "2",
             "--precision", "fp32"]
