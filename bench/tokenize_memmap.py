@@ -44,7 +44,8 @@ while True:
     now = time.perf_counter()
     stages.setdefault(report.stage, [now, now])[1] = now
 print(json.dumps({"seconds": time.perf_counter() - start, "bytes": run.corpus_info["bytes"],
-                  "stages": {k: b - a for k, (a, b) in stages.items()}, "tokens": sum(run.corpus_info["tokens"].values()),
+                  "stages": {k: b - a for k, (a, b) in stages.items()},
+                  "tokens": sum(run.corpus_info["tokens"].values()),
                   "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 

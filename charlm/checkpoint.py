@@ -57,6 +57,7 @@ def atomic_write(path: Path, data: bytes) -> None:
     tmp = None
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+        os.fchmod(fd, 0o644)  # mkstemp makes 0600 files; checkpoints are ordinary readable files
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

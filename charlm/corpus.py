@@ -53,7 +53,8 @@ class Source:
         if not self.inputs:
             raise CorpusError("no corpus given: pass a file, a folder, a shipped corpus name or hf:NAME")
         if self.encoding_errors not in ENCODING_ERRORS:
-            raise CorpusError(f"unknown --encoding-errors {self.encoding_errors!r}: choose {', '.join(ENCODING_ERRORS)}")
+            raise CorpusError(f"unknown --encoding-errors {self.encoding_errors!r}: "
+                              f"choose {', '.join(ENCODING_ERRORS)}")
 
     @property
     def description(self) -> str:

@@ -349,7 +349,9 @@ def _corpus_info(source: Source, val_source: Source | None, scan: Scan, meta: di
 def recorded_sources(corpus_info: dict) -> tuple[Source, Source | None]:
     """The corpus and validation sources a run recorded in its corpus_info."""
     source = Source.from_dict(corpus_info)
-    val_inputs = corpus_info.get("val_inputs") or ([corpus_info["val_source"]] if corpus_info.get("val_source") else None)
+    val_inputs = corpus_info.get("val_inputs")
+    if not val_inputs and corpus_info.get("val_source"):  # recorded before several inputs
+        val_inputs = [corpus_info["val_source"]]
     val_source = None if not val_inputs else Source(tuple(val_inputs), source.glob, source.encoding_errors,
                                                      source.hf_split, source.text_column)
     return source, val_source
@@ -373,7 +375,8 @@ def recorded_split_steps(corpus_info: dict, train_config: dict, split_name: str,
                                        tokenizer=tokenizer, cache_dir=recorded_cache_dir(corpus_info),
                                        cache_min_bytes=0, check_against=corpus_info)
     except CorpusError as e:
-        raise CorpusError(f"cannot re-read the run's corpus ({e}); pass a text to evaluate on with --text FILE") from None
+        raise CorpusError(f"cannot re-read the run's corpus ({e}); "
+                          "pass a text to evaluate on with --text FILE") from None
     ids = {"train": run.train_ids, "val": run.val_ids, "test": run.test_ids}[split_name]
     chars = {"train": run.train_chars, "val": run.val_chars, "test": run.test_chars}[split_name]
     recorded = corpus_info.get(f"{split_name}_sha256")

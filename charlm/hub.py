@@ -46,7 +46,8 @@ def parse_hub_name(item: str) -> tuple[str, str | None]:
     """'hf:wikitext:wikitext-2-raw-v1' → ('wikitext', 'wikitext-2-raw-v1'); 'hf:user/data' → ('user/data', None)."""
     name, _, config = item[len(HUB_PREFIX):].partition(":")
     if not name:
-        raise CorpusError(f"{item!r} names no dataset: write hf:NAME or hf:NAME:CONFIG, e.g. hf:wikitext:wikitext-2-raw-v1")
+        raise CorpusError(f"{item!r} names no dataset: write hf:NAME or hf:NAME:CONFIG, "
+                          "e.g. hf:wikitext:wikitext-2-raw-v1")
     return name, config or None
 
 

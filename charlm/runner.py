@@ -23,7 +23,7 @@ from charlm.batching import fit_to_corpus
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from charlm.corpus import Source
 from charlm.errors import CheckpointError, CorpusError, TokenizerError
-from charlm.evaluate import EvalResult, evaluate
+from charlm.evaluate import evaluate
 from charlm.model import RNNLM
 from charlm.sampling import generate
 from charlm.tokenizer import TokenizerSpec
@@ -267,7 +267,7 @@ def _print_summary(setup: TrainSetup, last_step: StepReport | None, best: EvalRe
 def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_name: str, batch_size: int,
                         unknown: str, device_name: str, text: str | None = None) -> dict:
     """Score one checkpoint on ``text_source`` (or ``text`` already read from it), else on its own recorded
-    split; returns a row: checkpoint, text, level, vocab_size, normalize and the EvalResult figures."""
+    split; returns a row: checkpoint, text, level, vocab_size, normalize and the evaluate() figures."""
     from charlm import corpus
 
     device = runtime.select_device(device_name)

@@ -110,8 +110,9 @@ class SubwordFitter:
             spm.SentencePieceTrainer.train(sentence_iterator=iter(self.sentences), model_writer=model, **options)
         except RuntimeError as e:
             if "required_chars" in str(e):
-                raise TokenizerError(f"--vocab-size {self.vocab_size} is too small for the characters of this corpus: "
-                                     f"pass --vocab-size {self.smallest_vocab()} or more, or use --level char") from None
+                raise TokenizerError(f"--vocab-size {self.vocab_size} is too small for the characters of this "
+                                     f"corpus: pass --vocab-size {self.smallest_vocab()} or more, or use --level char"
+                                     ) from None
             reason = str(e).strip().splitlines()[-1][:160]
             raise TokenizerError(f"sentencepiece could not train a {self.vocab_size}-piece {self.model_type} model "
                                  f"({reason}): try another --vocab-size or a longer corpus") from None
@@ -215,7 +216,9 @@ class SentencePieceTokenizer(_Fingerprinted):
                         if k not in ("kind", "vocab_size", "normalize", "model")}
             tok = cls(proto, data.get("normalize", "none"), settings)
         except (ValueError, RuntimeError, OSError):
-            raise TokenizerError("the subword model in the tokenizer file cannot be read: the checkpoint is corrupted") from None
+            raise TokenizerError("the subword model in the tokenizer file cannot be read: "
+                                 "the checkpoint is corrupted") from None
         if tok.vocab_size != data.get("vocab_size"):
-            raise TokenizerError("the subword model's size differs from the tokenizer file's: the checkpoint was edited")
+            raise TokenizerError("the subword model's size differs from the tokenizer file's: "
+                                 "the checkpoint was edited")
         return tok

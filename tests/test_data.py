@@ -3,8 +3,8 @@
 import json
 import unicodedata
 
-import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from charlm import corpus, data
@@ -12,9 +12,19 @@ from charlm.cli import cli
 from charlm.errors import CorpusError
 from charlm.tokenizer import CharTokenizer, TokenizerSpec
 
-TEXT = "".join(f"Line {i}: the cat sat on mat {i % 7}. 한국어 {'▁' if i % 11 == 0 else ''}\n\n" for i in range(300))
+TEXT = "".join(f"Line {i}: the cat sat on mat {i % 7}. 한국어 {'▁' if i % 11 == 0 else ''}\n\n"
+               for i in range(300))
 TINY_RUN = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "16", "--dropout", "0",
             "--max-steps", "4", "--eval-every", "2", "--no-cache", "--precision", "fp32"]
+
+
+@pytest.fixture
+def one_thread():
+    """One torch thread: on a shared two-core machine a second thread mostly waits for the first."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -42,7 +52,8 @@ def test_char_level_matches_tokenizing_each_part_at_once(text_file, small_chunks
     info = run.corpus_info
     assert info["train_sha256"] == data.sha256_text(train) and info["val_sha256"] == data.sha256_text(val)
     assert info["sha256"] == data.sha256_text(TEXT) and info["characters"] == len(TEXT)
-    assert (info["train_characters"], info["test_characters"], info["val_characters"]) == (len(train), len(test), len(val))
+    sizes = (info["train_characters"], info["test_characters"], info["val_characters"])
+    assert sizes == (len(train), len(test), len(val))
 
 
 @pytest.mark.parametrize("spec", [TokenizerSpec("byte"), TokenizerSpec("subword", vocab_size=400),
@@ -99,7 +110,7 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def test_korean_char_jamo_and_subword_runs_compare_in_one_table(tmp_path):
+def test_korean_char_jamo_and_subword_runs_compare_in_one_table(tmp_path, one_thread):
     runs = {"char": [], "jamo": ["--normalize", "nfd"], "subword": ["--level", "subword", "--vocab-size", "700"]}
     for name, options in runs.items():
         result = invoke("train", "kolaw_constitution", "--out", tmp_path / name, *options, *TINY_RUN)
@@ -121,7 +132,7 @@ def test_korean_char_jamo_and_subword_runs_compare_in_one_table(tmp_path):
     assert unicodedata.is_normalized("NFC", sample.stdout)
 
 
-def test_old_eval_form_and_bad_arguments(tmp_path, text_file):
+def test_old_eval_form_and_bad_arguments(tmp_path, text_file, one_thread):
     result = invoke("train", text_file, "--out", tmp_path / "run", *TINY_RUN)
     assert result.exit_code == 0, result.output
     old_form = invoke("eval", tmp_path / "run", text_file, "--json")

@@ -15,7 +15,8 @@ from charlm.tokenizer import tokenizer_from_dict
 
 TRAIN = corpus.load_text("kolaw_constitution").text + "The cat sat on the mat.\tTabs\tand  double  spaces.\n" * 50
 TRICKY = ["", " ", "  lead and trail  ", "a\tb\t\tc", "\n\n\nblank\n\n", "literal ▁ and ▁▁ and ▁x▁",
-          "😀🎉 emoji", "대한민국 헌법 제1조", "\r\nwindows\r\n", "\x00\x01 control", "mixed 한국어 ▁ 😀\n\t "]
+          "😀🎉 emoji", "대한민국 헌법 제1조", "\r\nwindows\r\n", "\x00\x01 control",
+          "mixed 한국어 ▁ 😀\n\t "]
 
 
 @pytest.fixture(scope="module")
