@@ -208,9 +208,19 @@ class Trainer:
             fractions.append((p.epoch + p.window / self.steps_per_epoch) / c.epochs)
         if c.time_budget is not None:
             # keep room for the final evaluation inside the budget
-            usable = max(c.time_budget - p.last_eval_seconds, 1e-9)
+            usable = max(c.time_budget - self._eval_reserve(), 1e-9)
             fractions.append(p.elapsed / usable)
         return max(fractions)
+
+    def _eval_reserve(self) -> float:
+        """Seconds to keep for the final evaluation: the last one's duration, or before any, an estimate
+        from the training speed (a forward pass costs about a third of forward + backward; take half)."""
+        p = self.progress
+        if self.val_ids is None:
+            return 0.0
+        if p.last_eval_seconds:
+            return p.last_eval_seconds
+        return len(self.val_ids) * p.elapsed / p.tokens / 2 if p.tokens else 0.0
 
     # ----- one step -----------------------------------------------------------------------------------------
 
@@ -355,6 +365,6 @@ class Trainer:
             return True
         if c.epochs is not None and p.epoch + p.window / self.steps_per_epoch >= c.epochs - 1e-12:
             return True
-        if c.time_budget is not None and p.elapsed + p.last_eval_seconds >= c.time_budget:
+        if c.time_budget is not None and p.elapsed + self._eval_reserve() >= c.time_budget:
             return True
         return False
