@@ -9,7 +9,8 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
+                           TransferSpeedColumn)
 from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
@@ -49,6 +50,12 @@ def training_progress() -> Progress:
         transient=False,
         refresh_per_second=4,
     )
+
+
+def transfer_progress() -> Progress:
+    """Progress of a pass over a corpus: MB read, MB/s and time left, on stderr; cleared when done."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                    TimeRemainingColumn(), console=err, transient=True)
 
 
 def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:

@@ -124,10 +124,7 @@ def prepare_with_progress(steps):
     No bar when stderr is not a terminal (logs and tests stay clean)."""
     if not console.err.is_terminal:
         return data.drain(steps)
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
-    bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                   TimeRemainingColumn(), console=console.err, transient=True)
+    bar = console.transfer_progress()
     tasks = {}
     with bar:
         while True:
@@ -252,7 +249,7 @@ def _print_summary(setup: TrainSetup, last_step: StepReport | None, best: EvalRe
         from charlm import metrics
 
         rows += [
-            ("best val loss (nats/char)", console.fmt(p.best_val_loss)),
+            ("best val loss (nats/token)", console.fmt(p.best_val_loss)),
             ("best val perplexity", console.fmt(metrics.perplexity(p.best_val_loss), 3)),
             ("best val bpc", console.fmt(best.result.bpc if best else metrics.bits(p.best_val_loss))),
             ("best at step", f"{p.best_step:,}"),
@@ -330,6 +327,7 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
             for next_ids in steps:
                 write(decoder.feed(int(next_ids[0])))
                 sys.stdout.flush()
+            write(decoder.flush())  # what a byte or NFD decoder still holds
             write("\n")
         else:
             columns = [next_ids.cpu() for next_ids in steps]

@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import pytest
+import torch
 from click.testing import CliRunner
 
 from charlm.cli import cli
 
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na cat and a dog.\n" * 40
+
+
+@pytest.fixture(autouse=True, scope="session")
+def one_torch_thread():
+    """Tiny models gain nothing from a second thread, and on a busy 2-core machine it mostly waits."""
+    torch.set_num_threads(1)
 
 
 @pytest.fixture
