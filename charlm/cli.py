@@ -16,7 +16,8 @@ from pathlib import Path
 import click
 
 from charlm import __version__, cli_explore
-from charlm.config import CELLS, OPTIMIZERS, PRECISIONS, UNKNOWN_POLICIES, ModelConfig, SampleConfig, TrainConfig, parse_duration
+from charlm.cli_options import device_option, unknown_option
+from charlm.config import CELLS, OPTIMIZERS, PRECISIONS, ModelConfig, SampleConfig, TrainConfig, parse_duration
 from charlm.corpus import Source
 from charlm.errors import CharlmError, ConfigError
 from charlm.tokenizer import LEVELS, NORMALIZATIONS, SUBWORD_MODELS, TokenizerSpec
@@ -77,16 +78,6 @@ def _duration(ctx, param, value):
     return None if value is None else parse_duration(value)
 
 
-def _device_option(f):
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
-                        show_default=True, help="Where to run; auto picks cuda, then mps, then cpu.")(f)
-
-
-def _unknown_option(f):
-    return click.option("--unknown", type=click.Choice(UNKNOWN_POLICIES), default="error", show_default=True,
-                        help="Characters the model never saw: error lists them; unk maps them to <unk>; skip drops them.")(f)
-
-
 # ----- train ------------------------------------------------------------------------------------------------
 
 
@@ -141,7 +132,7 @@ Examples:
 @click.option("--seed", type=int, default=TRAIN_DEFAULTS.seed, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TRAIN_DEFAULTS.precision, show_default=True, help="auto uses bf16 autocast where the hardware has fast bf16.")
 @click.option("--deterministic", is_flag=True, help="Bit-reproducible runs and resumes on CPU (about 30% slower: no oneDNN RNN kernels).")
-@_device_option
+@device_option
 def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_split, text_column, level, vocab_size,
           model_type, normalize, cache_dir, no_cache, save_every, device, **options):
     """Train a model on CORPUS: one or more text files (gzip, bz2 and xz too), folders, shipped corpus
@@ -205,8 +196,8 @@ Examples:
               help="Which split of each run's own corpus to score when no --text is given.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters …): an object for one checkpoint, a list for several.")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.eval_batch_size, show_default=True, help="Parallel streams.")
-@_unknown_option
-@_device_option
+@unknown_option
+@device_option
 def eval_(checkpoints, text_source, split_name, as_json, batch_size, unknown, device):
     """Score CHECKPOINTS on their validation split, or all on the same --text.
 
@@ -277,8 +268,8 @@ Examples:
 @click.option("-s", "--seed", type=int, help="Seed for reproducible samples.")
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Independent samples, generated as one batch.")
 @click.option("--no-stream", is_flag=True, help="Print when done instead of as tokens arrive.")
-@_unknown_option
-@_device_option
+@unknown_option
+@device_option
 def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samples, no_stream, unknown, device):
     """Generate text from a checkpoint, continuing PROMPT; only the text goes to stdout.
 
@@ -309,8 +300,8 @@ Examples:
 @click.option("-t", "--temperature", type=float, default=SAMPLE_DEFAULTS.temperature, show_default=True, help="For :gen (:temp T changes it).")
 @click.option("--top-p", type=float, default=SAMPLE_DEFAULTS.top_p, show_default=True, help="For :gen (:topp P changes it).")
 @click.option("-s", "--seed", type=int, default=0, show_default=True, help="For :gen (:seed S changes it).")
-@_unknown_option
-@_device_option
+@unknown_option
+@device_option
 def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, device):
     """Type text and watch the model's next-token predictions change with every key (':help' lists commands).
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from charlm.config import UNKNOWN_POLICIES
+from charlm.cli_options import device_option, unknown_option
 from charlm.errors import ConfigError
 
 COMMANDS: list = []
@@ -25,17 +25,6 @@ FEATURE_NAMES = ("in_quotes", "in_parens", "line_position", "after_newline", "wo
 
 
 # ----- shared helpers ---------------------------------------------------------------------------------------
-
-
-# the same two options as cli.py's (importing them from there would be circular)
-def _device_option(f):
-    return click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
-                        show_default=True, help="Where to run; auto picks cuda, then mps, then cpu.")(f)
-
-
-def _unknown_option(f):
-    return click.option("--unknown", type=click.Choice(UNKNOWN_POLICIES), default="error", show_default=True,
-                        help="Characters the model never saw: error lists them; unk maps them to <unk>; skip drops them.")(f)
 
 
 def _read_text(file: Path | None, text: str | None) -> tuple[str, str]:
@@ -154,8 +143,8 @@ Examples:
 @click.option("--spans", "n_spans", type=int, default=5, show_default=True, help="How many most surprising spans to list.")
 @click.option("--span-width", type=int, default=8, show_default=True, help="Characters per span.")
 @click.option("--show", type=int, default=5000, show_default=True, help="Characters drawn in the heatmap (0 = all); figures always cover the whole text.")
-@_unknown_option
-@_device_option
+@unknown_option
+@device_option
 def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans, span_width, show, unknown, device):
     """Colour every character of a text by its surprisal (bits the model needed for it).
 
@@ -264,7 +253,7 @@ Examples:
               help="Hidden state h, or the LSTM's cell state c.")
 @click.option("--html", "html_out", type=click.Path(path_type=Path), help="Also write the heatmaps as a self-contained HTML page.")
 @click.option("--max-chars", type=int, default=2000, show_default=True, help="Read at most this many characters of the text.")
-@_unknown_option
+@unknown_option
 def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, max_chars, unknown):
     """Show how hidden units respond to each character of a text, and which track simple features.
 
