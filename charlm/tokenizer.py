@@ -472,11 +472,13 @@ class TokenizerSpec:
 
 
 class _ByteFitter:
+    """The byte vocabulary is fixed (all 256 values), so fitting only carries the normalisation setting."""
+
     def __init__(self, normalize: str):
         self.normalize = normalize
 
     def add(self, text: str) -> None:
-        pass
+        """Nothing to learn from the text at byte level."""
 
     def finish(self) -> ByteTokenizer:
         return ByteTokenizer(self.normalize)

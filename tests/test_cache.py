@@ -7,7 +7,6 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
 
 from charlm import data
@@ -76,16 +75,7 @@ def test_small_corpora_stay_in_memory(text_file, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a shared two-core machine a second thread mostly waits for the first."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def test_cli_says_when_it_reuses_the_cache_and_eval_reads_it(text_file, tmp_path, one_thread):
+def test_cli_says_when_it_reuses_the_cache_and_eval_reads_it(text_file, tmp_path):
     args = ["train", str(text_file), "--cache-dir", str(tmp_path / "cache"), "--hidden", "8", "--embed", "4",
             "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--max-steps", "3", "--eval-every", "2",
             "--precision", "fp32"]

@@ -4,7 +4,6 @@ import json
 import unicodedata
 
 import pytest
-import torch
 from click.testing import CliRunner
 
 from charlm import corpus, data
@@ -16,15 +15,6 @@ TEXT = "".join(f"Line {i}: the cat sat on mat {i % 7}. 한국어 {'▁' if i % 1
                for i in range(300))
 TINY_RUN = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "16", "--dropout", "0",
             "--max-steps", "4", "--eval-every", "2", "--no-cache", "--precision", "fp32"]
-
-
-@pytest.fixture
-def one_thread():
-    """One torch thread: on a shared two-core machine a second thread mostly waits for the first."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture
@@ -110,7 +100,7 @@ def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
 
-def test_korean_char_jamo_and_subword_runs_compare_in_one_table(tmp_path, one_thread):
+def test_korean_char_jamo_and_subword_runs_compare_in_one_table(tmp_path):
     runs = {"char": [], "jamo": ["--normalize", "nfd"], "subword": ["--level", "subword", "--vocab-size", "700"]}
     for name, options in runs.items():
         result = invoke("train", "kolaw_constitution", "--out", tmp_path / name, *options, *TINY_RUN)
@@ -132,7 +122,7 @@ def test_korean_char_jamo_and_subword_runs_compare_in_one_table(tmp_path, one_th
     assert unicodedata.is_normalized("NFC", sample.stdout)
 
 
-def test_old_eval_form_and_bad_arguments(tmp_path, text_file, one_thread):
+def test_old_eval_form_and_bad_arguments(tmp_path, text_file):
     result = invoke("train", text_file, "--out", tmp_path / "run", *TINY_RUN)
     assert result.exit_code == 0, result.output
     old_form = invoke("eval", tmp_path / "run", text_file, "--json")
