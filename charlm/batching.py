@@ -60,13 +60,16 @@ def layout(n_tokens: int, batch_size: int, offset: int = 0) -> Layout:
 class TBPTTBatches:
     """Full (B, T) training windows over one epoch; the tail shorter than T is left for a later offset.
 
-    Inputs ``x`` and targets ``y`` are int64 tensors of shape (B, T).
+    Inputs ``x`` and targets ``y`` are int64 tensors of shape (B, T). ``rows`` keeps a block of
+    the B streams (one process's share in distributed training, charlm/distributed.py): its
+    windows are those rows of the full windows.
     """
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, offset: int = 0):
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, offset: int = 0, rows: slice = slice(None)):
         self.ids = ids
         self.seq_len = seq_len
         self.layout = layout(len(ids), batch_size, offset)
+        self._starts = self.layout.starts[rows]  # (B,) or this process's (B/W,)
         self._steps = np.arange(seq_len + 1, dtype=np.int64)  # (T+1,)
         self._reads = 0
 
@@ -75,7 +78,7 @@ class TBPTTBatches:
 
     def window(self, i: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Window i: x = stream[:, iT : iT+T], y = stream[:, iT+1 : iT+T+1]."""
-        index = self.layout.starts[:, None] + i * self.seq_len + self._steps  # (B, T+1)
+        index = self._starts[:, None] + i * self.seq_len + self._steps  # (B, T+1)
         chunk = torch.from_numpy(np.asarray(self.ids[index], dtype=np.int64))  # (B, T+1)
         self._reads += 1
         if self._reads % RELEASE_EVERY == 0:

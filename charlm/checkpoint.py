@@ -226,17 +226,26 @@ def save_weights(run_dir: Path, model: RNNLM, summary: dict) -> None:
     _write_safetensors(Path(run_dir) / MODEL_FILE, tensors, metadata)
 
 
+RNGs = list[tuple[torch.Tensor, torch.Tensor | None]]  # per process (rank): torch's CPU and CUDA generator states
+
+
 def save_training_state(run_dir: Path, model: RNNLM, optimizer: torch.optim.Optimizer, hidden: State | None,
-                        progress: dict) -> None:
-    """Write everything ``--resume`` needs into last.safetensors in one atomic file."""
+                        progress: dict, rngs: RNGs | None = None) -> None:
+    """Write everything ``--resume`` needs into last.safetensors in one atomic file.
+
+    ``rngs`` holds each training process's generator states (default: this process's)."""
     tensors = {f"model.{k}": v for k, v in model_tensors(model).items()}
     opt = optimizer.state_dict()
     for index, slots in opt["state"].items():
         for name, value in slots.items():
             tensors[f"optim.{index}.{name}"] = value.detach().cpu().contiguous()
-    tensors["rng.torch"] = torch.get_rng_state()
-    if torch.cuda.is_available():
-        tensors["rng.cuda"] = torch.cuda.get_rng_state()
+    if rngs is None:
+        rngs = [(torch.get_rng_state(), torch.cuda.get_rng_state() if torch.cuda.is_available() else None)]
+    for rank, (cpu_rng, cuda_rng) in enumerate(rngs):
+        suffix = f".{rank}" if rank else ""  # rank 0's names are those of a single-process run
+        tensors[f"rng.torch{suffix}"] = cpu_rng.cpu()
+        if cuda_rng is not None:
+            tensors[f"rng.cuda{suffix}"] = cuda_rng.cpu()
     if hidden is not None:
         for i, h in enumerate(hidden if isinstance(hidden, tuple) else (hidden,)):
             tensors[f"hidden.{i}"] = h.detach().cpu().contiguous()
@@ -328,9 +337,8 @@ class TrainingState:
 
     progress: dict
     optimizer_state: dict
-    hidden: State | None
-    torch_rng: torch.Tensor
-    cuda_rng: torch.Tensor | None
+    hidden: State | None  # of all B streams, (layers, B, H)
+    rngs: dict[int, tuple[torch.Tensor, torch.Tensor | None]]  # rank → torch CPU and CUDA generator states
 
 
 def load_training_state(run_dir: Path, model: RNNLM) -> TrainingState:
@@ -354,5 +362,11 @@ def load_training_state(run_dir: Path, model: RNNLM) -> TrainingState:
             state.setdefault(int(index), {})[slot] = t
     hidden_parts = [tensors[f"hidden.{i}"] for i in range(2) if f"hidden.{i}" in tensors]
     hidden = None if not hidden_parts else hidden_parts[0] if len(hidden_parts) == 1 else tuple(hidden_parts)
-    return TrainingState(progress, {"state": state, "param_groups": groups}, hidden,
-                         tensors["rng.torch"], tensors.get("rng.cuda"))
+    rngs = {}
+    for name in tensors:
+        if name.startswith("rng.torch"):
+            suffix = name[len("rng.torch"):]
+            rngs[int(suffix[1:] or 0)] = (tensors[name], tensors.get(f"rng.cuda{suffix}"))
+    if 0 not in rngs:
+        raise CheckpointError(f"{path} lacks its RNG state: it is not a charlm training state")
+    return TrainingState(progress, {"state": state, "param_groups": groups}, hidden, rngs)

@@ -91,6 +91,7 @@ Examples:
   charlm train data.jsonl --text-column body --level byte
   charlm train hf:wikitext:wikitext-2-raw-v1 --split train --text-column text
   charlm train --resume checkpoints/shakespeare
+  torchrun --standalone --nproc_per_node 2 -m charlm train shakespeare --time-budget 5m   # 2 processes
 """)
 @click.argument("corpus", nargs=-1)
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Run folder (default: checkpoints/<corpus>-<cell>-<time>).")
@@ -130,7 +131,8 @@ Examples:
 @click.option("--patience", type=int, help="Stop after this many validation passes without improvement.")
 @click.option("--save-every", type=int, help="Also save the resumable state every N steps (default: at each validation pass).")
 @click.option("--seed", type=int, default=TRAIN_DEFAULTS.seed, show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default=TRAIN_DEFAULTS.precision, show_default=True, help="auto uses bf16 autocast where the hardware has fast bf16.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=TRAIN_DEFAULTS.precision, show_default=True, help="auto uses bf16 autocast where the hardware has fast bf16, and fp16 with loss scaling on GPUs without bf16.")
+@click.option("--compile", is_flag=True, help="torch.compile the training forward pass (first steps are slower while it compiles).")
 @click.option("--deterministic", is_flag=True, help="Bit-reproducible runs and resumes on CPU (about 30% slower: no oneDNN RNN kernels).")
 @device_option
 def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_split, text_column, level, vocab_size,
@@ -145,7 +147,7 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
     A large corpus is tokenized once into a memory-mapped token cache that later
     runs reuse.
     """
-    from charlm import data, runner, tokencache
+    from charlm import data, distributed, runner, tokencache
 
     ctx = click.get_current_context()
     given = {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
@@ -175,7 +177,10 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
         cache_dir = None if no_cache else (cache_dir or tokencache.default_dir())
         setup = runner.new_setup(source, out, force, model_config, train_config, val_source, spec, cache_dir,
                                  cache_min_bytes, device, command=_command_line(ctx))
-    code = runner.train_and_render(setup, save_every)
+    try:
+        code = runner.train_and_render(setup, save_every)
+    finally:
+        distributed.stop(setup.trainer.world)
     if code:
         sys.exit(code)
 

@@ -20,7 +20,7 @@ from charlm.errors import ConfigError
 
 CELLS = ("lstm", "gru", "rnn", "rnn-relu")
 OPTIMIZERS = ("adamw", "sgd")
-PRECISIONS = ("auto", "bf16", "fp32")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 UNKNOWN_POLICIES = ("error", "unk", "skip")
 
 
@@ -94,7 +94,8 @@ class TrainConfig:
     eval_batch_size: int = 128
     patience: int | None = None  # stop after this many evaluations without improvement
     seed: int = 1337
-    precision: str = "auto"  # bf16 autocast where the hardware supports it, else fp32
+    precision: str = "auto"  # bf16 autocast where it is fast, fp16 with loss scaling on older GPUs, else fp32
+    compile: bool = False  # torch.compile the training forward pass
     deterministic: bool = False  # bit-reproducible runs (and resumes) on CPU, ~30% slower (no oneDNN RNN kernels)
     val_fraction: float = 0.1  # last fraction of the text held out (nanoGPT's split)
     test_fraction: float = 0.0  # a further fraction before validation, never trained on

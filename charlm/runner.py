@@ -18,16 +18,17 @@ from pathlib import Path
 
 import torch
 
-from charlm import checkpoint, console, data, runtime
+from charlm import checkpoint, console, data, distributed, runtime
 from charlm.batching import fit_to_corpus
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from charlm.corpus import Source
+from charlm.distributed import World
 from charlm.errors import CheckpointError, CorpusError, TokenizerError
 from charlm.evaluate import evaluate
 from charlm.model import RNNLM
 from charlm.sampling import generate
 from charlm.tokenizer import TokenizerSpec
-from charlm.train import EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, capture_rng, restore_rng
+from charlm.train import EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, restore_rng
 
 EXIT_INTERRUPTED = 130
 
@@ -57,11 +58,61 @@ def _check_out_dir(out: Path, force: bool) -> None:
         raise CheckpointError(f"--out {out} is not empty: pick a new folder, or pass --force to write into it")
 
 
+def start_world(device_name: str) -> tuple[World, torch.device]:
+    """This process's place among torchrun's processes (a single one without torchrun) and its device.
+    Only rank 0 prints: the other ranks' consoles are muted."""
+    world = distributed.from_environment()
+    device = distributed.start(world, runtime.select_device(device_name))
+    if not world.is_main:
+        console.out.quiet = console.err.quiet = True
+    return world, device
+
+
+class _OtherRankFailed(SystemExit):
+    """Rank 0 could not set the run up and reports why; the other ranks leave quietly."""
+
+    def __init__(self):
+        super().__init__(1)
+
+
 def new_setup(source: Source, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
               val_source: str | None, spec: TokenizerSpec, cache_dir: Path | None, cache_min_bytes: int,
               device_name: str, command: str) -> TrainSetup:
-    device = runtime.select_device(device_name)  # cheap checks first
-    _check_out_dir(out, force=False)
+    """Prepare the data, create the run folder and build the trainer. Under torchrun, rank 0 prepares
+    and creates; the others then read its run folder, so every rank has the same tokenizer and configs."""
+    world, device = start_world(device_name)
+    parts = None
+    if world.is_main:
+        try:
+            parts = _create_run(source, out, force, model_config, train_config, val_source, spec, cache_dir,
+                                cache_min_bytes, device, command, world)
+        except BaseException:
+            distributed.broadcast(world, None)  # tell the other ranks to leave
+            raise
+    run_dir = distributed.broadcast(world, out if parts else None)
+    if run_dir is None:
+        raise _OtherRankFailed()
+    if not world.is_main:
+        parts = _read_run(run_dir)
+    runtime.seed_everything(parts.train_config.seed)
+    return TrainSetup(run_dir, _make_trainer(parts, device, world), parts.info)
+
+
+@dataclass
+class _RunParts:
+    """What a run folder holds before training starts, and its corpus tokenized."""
+
+    info: dict  # config.json
+    tokenizer: object
+    data: data.RunData
+    model_config: ModelConfig
+    train_config: TrainConfig
+
+
+def _create_run(source: Source, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
+                val_source: str | None, spec: TokenizerSpec, cache_dir: Path | None, cache_min_bytes: int,
+                device: torch.device, command: str, world: World) -> _RunParts:
+    _check_out_dir(out, force=False)  # cheap checks first
     run = prepare_with_progress(data.prepare_steps(source, train_config.val_fraction, train_config.test_fraction,
                                                    val_source, spec=spec, cache_dir=cache_dir,
                                                    cache_min_bytes=cache_min_bytes))
@@ -74,22 +125,15 @@ def new_setup(source: Source, out: Path, force: bool, model_config: ModelConfig,
         console.warn(message)
     train_config = dataclasses.replace(train_config, batch_size=batch_size, seq_len=seq_len,
                                        precision=runtime.resolve_precision(train_config.precision, device))
+    world.check_batch_size(batch_size)
     _check_out_dir(out, force)
-    runtime.tune_allocator()
-    runtime.seed_everything(train_config.seed)
-    model = RNNLM(model_config, run.tokenizer.vocab_size)
-    trainer = Trainer(model, run.train_ids, run.val_ids, train_config, device,
-                      runtime.autocast_dtype(train_config.precision, device), run.val_chars)
     info = checkpoint.create_run(out, run.tokenizer, model_config, train_config, run.corpus_info, command)
-    return TrainSetup(out, trainer, info)
+    return _RunParts(info, run.tokenizer, run, model_config, train_config)
 
 
-def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
-    """Rebuild a run from its folder: same corpus split, tokenizer, configs, weights, optimizer, RNG and state."""
-    device = runtime.select_device(device_name)
+def _read_run(run_dir: Path) -> _RunParts:
+    """A run folder's config and tokenizer, and its corpus prepared again with that tokenizer."""
     info = checkpoint.read_config(run_dir)
-    if not (run_dir / checkpoint.LAST_FILE).exists():
-        raise CheckpointError(f"{run_dir} has no {checkpoint.LAST_FILE}: the run saved no resumable state yet; start it again with --force")
     tokenizer = checkpoint.load_tokenizer(run_dir, info)
     model_config, train_config = ModelConfig.from_dict(info["model"]), TrainConfig.from_dict(info["train"])
     corpus_info = info["corpus"]
@@ -100,23 +144,46 @@ def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
                                                    check_against=corpus_info))
     if run.corpus_info["train_sha256"] != corpus_info["train_sha256"]:
         raise CorpusError(f"the corpus {corpus_info['source']} changed since the run started: restore it to resume")
+    return _RunParts(info, tokenizer, run, model_config, train_config)
+
+
+def _make_trainer(parts: _RunParts, device: torch.device, world: World) -> Trainer:
+    """The model and trainer of a run (collective under torchrun: DistributedDataParallel syncs the weights)."""
     runtime.tune_allocator()
-    model = RNNLM(model_config, tokenizer.vocab_size)
-    state = checkpoint.load_training_state(run_dir, model)
-    trainer = Trainer(model, run.train_ids, run.val_ids, train_config, device,
-                      runtime.autocast_dtype(train_config.precision, device), run.val_chars)
+    model = RNNLM(parts.model_config, parts.tokenizer.vocab_size)
+    if world.rank:  # dropout masks differ between ranks, as they differ between rows of one batch
+        torch.manual_seed(parts.train_config.seed + world.rank)
+    c, run = parts.train_config, parts.data
+    return Trainer(model, run.train_ids, run.val_ids, c, device, runtime.autocast_dtype(c.precision, device),
+                   run.val_chars, world=world)
+
+
+def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
+    """Rebuild a run from its folder: same corpus split, tokenizer, configs, weights, optimizer, RNG and state.
+    Under torchrun every rank does so and takes its own block of the saved hidden state and its own RNG."""
+    world, device = start_world(device_name)
+    checkpoint.read_config(run_dir)  # cheap checks first
+    if not (run_dir / checkpoint.LAST_FILE).exists():
+        raise CheckpointError(f"{run_dir} has no {checkpoint.LAST_FILE}: the run saved no resumable state yet; start it again with --force")
+    parts = _read_run(run_dir)
+    world.check_batch_size(parts.train_config.batch_size)
+    trainer = _make_trainer(parts, device, world)
+    state = checkpoint.load_training_state(run_dir, trainer.model)
     trainer.optimizer.load_state_dict(state.optimizer_state)
     trainer.progress = Progress.from_dict(state.progress)
-    trainer.hidden = state.hidden if state.hidden is None else _to_device(state.hidden, device)
+    trainer.set_hidden(state.hidden)
     restore_rng(trainer.progress.rng)
-    torch.set_rng_state(state.torch_rng)
-    if state.cuda_rng is not None and torch.cuda.is_available():
-        torch.cuda.set_rng_state(state.cuda_rng)
+    if world.rank in state.rngs:  # a rank the saved run did not have keeps its seeded generator
+        torch_rng, cuda_rng = state.rngs[world.rank]
+        torch.set_rng_state(torch_rng)
+        if cuda_rng is not None and device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_rng)
     if trainer.progress.done:
         raise CheckpointError(f"the run in {run_dir} already finished ({trainer.progress.stop_reason}): nothing to resume")
-    checkpoint.truncate_metrics(run_dir, trainer.progress.step)
+    if world.is_main:
+        checkpoint.truncate_metrics(run_dir, trainer.progress.step)
     console.info(f"resuming {run_dir} at step {trainer.progress.step:,} (epoch {trainer.progress.epoch})")
-    return TrainSetup(run_dir, trainer, info)
+    return TrainSetup(run_dir, trainer, parts.info)
 
 
 def prepare_with_progress(steps):
@@ -137,17 +204,18 @@ def prepare_with_progress(steps):
             bar.update(tasks[report.stage], completed=report.done, total=report.total)
 
 
-def _to_device(state, device):
-    return tuple(s.to(device) for s in state) if isinstance(state, tuple) else state.to(device)
-
-
 def _save_state(setup: TrainSetup) -> None:
+    """Write last.safetensors. Under torchrun every rank must call this at the same step: the ranks'
+    hidden states and RNG states are gathered, and rank 0 writes them."""
     t = setup.trainer
-    t.progress.rng = capture_rng()
     start = time.perf_counter()
-    checkpoint.save_training_state(setup.run_dir, t.model, t.optimizer, t.hidden, t.progress.to_dict())
-    checkpoint.append_metrics(setup.run_dir, {"type": "save", "step": t.progress.step,
-                                              "seconds": time.perf_counter() - start})
+    hidden = t.gather_hidden()
+    cuda = t.device.type == "cuda"
+    rngs = distributed.gather(t.world, (torch.get_rng_state(), torch.cuda.get_rng_state(t.device) if cuda else None))
+    if t.world.is_main:
+        checkpoint.save_training_state(setup.run_dir, t.model, t.optimizer, hidden, t.resumable_progress(), rngs)
+        checkpoint.append_metrics(setup.run_dir, {"type": "save", "step": t.progress.step,
+                                                  "seconds": time.perf_counter() - start})
 
 
 class _StopOnSignal:
@@ -181,11 +249,18 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
     trainer.save_every = save_every
     c, p = trainer.config, trainer.progress
     model = trainer.model
+    main = trainer.world.is_main  # only rank 0 writes files (and prints: the others' consoles are muted)
+
+    def log(record: dict) -> None:
+        if main:
+            checkpoint.append_metrics(run_dir, record)
+
+    processes = f" × {trainer.world.size} processes" if trainer.world.is_distributed else ""
     console.info(
         f"[bold]{run_dir}[/]: {model.config.cell.upper()} {model.config.num_layers}×{model.config.hidden_size}, "
         f"{model.num_parameters():,} parameters, vocab {trainer.model.vocab_size}, "
         f"{len(trainer.train_ids):,} training tokens, batch {c.batch_size} × seq {c.seq_len}, "
-        f"device {trainer.device.type}{' bf16' if trainer.amp_dtype == torch.bfloat16 else ''}"
+        f"device {trainer.device.type}{processes}, {c.precision}{', compiled' if c.compile else ''}"
     )
     last_step: StepReport | None = None
     best: EvalReport | None = None
@@ -199,14 +274,14 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                     last_step = report
                     fields.update(step=f"{report.step:,}", loss=console.fmt(report.loss, 3), rate=f"{report.tokens_per_s:,.0f}")
                     bar.update(task, completed=1000 * report.progress, **fields)
-                    checkpoint.append_metrics(run_dir, {"type": "train", **dataclasses.asdict(report)})
+                    log({"type": "train", **dataclasses.asdict(report)})
                 elif isinstance(report, EvalReport):
                     r = report.result
                     fields.update(val=console.fmt(r.loss, 3), ppl=console.fmt(r.perplexity, 2), bpc=console.fmt(r.bpc, 3))
                     bar.update(task, **fields)
-                    checkpoint.append_metrics(run_dir, {"type": "val", "step": report.step, "epoch": report.epoch,
-                                                        "elapsed": report.elapsed, "improved": report.improved, **r.to_dict()})
-                    if report.improved:
+                    log({"type": "val", "step": report.step, "epoch": report.epoch, "elapsed": report.elapsed,
+                         "improved": report.improved, **r.to_dict()})
+                    if report.improved and main:
                         best = report
                         checkpoint.save_weights(run_dir, model, {"step": report.step, "val_loss": r.loss, "val_bpc": r.bpc,
                                                                  "val_perplexity": r.perplexity})
@@ -216,8 +291,7 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                     _save_state(setup)
                 elif isinstance(report, EventReport):
                     console.warn(report.message)
-                    checkpoint.append_metrics(run_dir, {"type": "event", "step": report.step, "kind": report.kind,
-                                                        "message": report.message})
+                    log({"type": "event", "step": report.step, "kind": report.kind, "message": report.message})
             if not p.done:
                 bar.update(task, **fields)
     except KeyboardInterrupt:
@@ -225,7 +299,7 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                           f"Resume with: charlm train --resume {run_dir}")
         return EXIT_INTERRUPTED
     _save_state(setup)
-    if trainer.val_ids is None:
+    if trainer.val_ids is None and main:
         checkpoint.save_weights(run_dir, model, {"step": p.step, "train_loss": last_step.loss if last_step else None})
     if not p.done:
         console.err.print(f"stopped by {p.stop_reason} at step {p.step:,}; the run is saved. "

@@ -66,24 +66,34 @@ def cpu_bf16_is_faster(min_speedup: float = 1.25, repeats: int = 7) -> bool:
 
 
 def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for 'auto' | 'bf16' | 'fp32' on this device, or None for plain float32.
+    """The autocast dtype for 'auto' | 'bf16' | 'fp16' | 'fp32' on this device, or None for plain float32.
 
-    'auto' takes bf16 on CUDA when supported (else float32) and on CPU only when a
-    quick measurement shows bf16 matrix products clearly faster than float32.
+    'auto' takes bf16 on a CUDA GPU that supports it and fp16 (trained with loss
+    scaling) on one that does not; on CPU it takes bf16 only when a quick
+    measurement shows bf16 matrix products clearly faster than float32. fp16 is a
+    GPU format: a model trained in fp16 runs in float32 elsewhere.
     """
     if precision == "fp32":
         return None
+    if precision == "fp16":
+        return torch.float16 if device.type == "cuda" else None
     if device.type == "cuda":
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else None  # fp16 would need a GradScaler
+        return torch.bfloat16 if precision == "bf16" or torch.cuda.is_bf16_supported() else torch.float16
     if device.type == "cpu" and (precision == "bf16" or cpu_bf16_is_faster()):
         return torch.bfloat16
     return None
 
 
+_PRECISION_NAMES = {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """Turn 'auto' into the concrete 'bf16' or 'fp32' for this device, to record in the run's config
-    (a resumed run must not decide differently)."""
-    return "bf16" if autocast_dtype(precision, device) is not None else "fp32"
+    """Turn 'auto' into the concrete 'bf16', 'fp16' or 'fp32' for this device, to record in the run's
+    config (a resumed run must not decide differently)."""
+    if precision == "fp16" and device.type != "cuda":
+        raise DeviceError(f"--precision fp16 is for CUDA GPUs (torch's CPU LSTM kernels lack it): "
+                          f"use bf16 or fp32 on {device.type}")
+    return _PRECISION_NAMES[autocast_dtype(precision, device)]
 
 
 @contextlib.contextmanager

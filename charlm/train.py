@@ -6,6 +6,12 @@ does no file I/O and no printing: the CLI renders the reports and decides when
 to save, reading what a checkpoint needs from ``Trainer.progress`` and the
 trainer's model, optimizer and carried hidden state.
 
+Under torchrun each process runs its own Trainer over its block of the streams
+(charlm/distributed.py); DistributedDataParallel averages the gradients, and the
+few decisions that depend on one process's view (the loss, the clock, a stop
+request, an evaluation only rank 0 runs) are agreed through small collectives,
+so every rank's Progress stays identical.
+
 One step::
 
     x, y = window i of the epoch          (B, T) each; row b continues row b of window i-1
@@ -29,7 +35,9 @@ import torch
 import torch.nn.functional as F
 
 from charlm.batching import TBPTTBatches
+from charlm import distributed
 from charlm.config import TrainConfig
+from charlm.distributed import World
 from charlm.errors import CharlmError
 from charlm.evaluate import EvalResult, evaluate
 from charlm.model import RNNLM, State, detach_state
@@ -59,6 +67,7 @@ class Progress:
     best_step: int = 0
     evals_since_best: int = 0
     lr_scale: float = 1.0  # halved after each bad (non-finite or exploding) step
+    grad_scaler: dict = field(default_factory=dict)  # fp16 loss-scaling state (GradScaler.state_dict())
     bad_steps: int = 0
     bad_streak: int = 0
     rollbacks: int = 0
@@ -81,6 +90,8 @@ class StepReport:
     epoch: float  # fractional epoch
     loss: float  # mean train loss over the last LOG_EVERY steps, nats per token
     lr: float
+    grad_norm: float  # mean global gradient norm before clipping, over the same steps
+    grad_norm_max: float
     tokens_per_s: float
     elapsed: float
     progress: float  # fraction of the run's horizon (0..1)
@@ -161,10 +172,13 @@ class Trainer:
         amp_dtype: torch.dtype | None = None,
         val_chars: int | None = None,
         save_every: int | None = None,
+        world: World = World(),
     ):
         if not config.has_horizon:
             raise ValueError("TrainConfig needs epochs, max_steps or time_budget")
+        world.check_batch_size(config.batch_size)
         self.model = model.to(device)
+        self.world = world
         self.train_ids = train_ids
         self.val_ids = val_ids if val_ids is not None and len(val_ids) >= 2 else None
         self.val_chars = val_chars
@@ -174,6 +188,9 @@ class Trainer:
         self.save_every = save_every
         self._stop_reason: str | None = None
         self.optimizer = make_optimizer(model, config)
+        self._train_model = self._wrap(self.model)  # what the training forward runs
+        # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         self.progress = Progress()
         self.hidden: State | None = None
         self._snapshot: tuple[dict, dict] | None = None  # (model, optimizer) state at the last good point
@@ -181,6 +198,15 @@ class Trainer:
         self.steps_per_epoch = len(self._batches(0))
         if self.steps_per_epoch == 0:
             raise CharlmError("training text is too short for one window: lower --batch-size or --seq-len")
+
+    def _wrap(self, model: RNNLM) -> torch.nn.Module:
+        """DistributedDataParallel under torchrun, then torch.compile when asked for."""
+        if self.world.is_distributed:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+        if self.config.compile:
+            model = torch.compile(model)
+        return model
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (safe to call from a signal handler)."""
@@ -193,8 +219,16 @@ class Trainer:
         so window boundaries move and the tail left out of one epoch is seen in another."""
         c = self.config
         offset = 0 if epoch == 0 else int(np.random.default_rng([c.seed, epoch]).integers(c.seq_len))
-        batches = TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, offset)
-        return batches if len(batches) or offset == 0 else TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, 0)
+        rows = self.world.rows(c.batch_size)
+        batches = TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, offset, rows)
+        return batches if len(batches) or offset == 0 else TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, 0, rows)
+
+    def _to_device(self, window: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Start copying a window to the device. On CUDA it goes through pinned memory without blocking,
+        so the copy of window i+1, fetched while step i runs, does not stall the host."""
+        if self.device.type != "cuda":
+            return window
+        return tuple(t.pin_memory().to(self.device, non_blocking=True) for t in window)
 
     # ----- schedule -----------------------------------------------------------------------------------------
 
@@ -224,25 +258,70 @@ class Trainer:
 
     # ----- one step -----------------------------------------------------------------------------------------
 
-    def _train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> torch.Tensor | None:
-        """One optimizer step on window (x, y); returns the loss tensor, or None for a bad step
-        (non-finite or exploding loss or gradient), which is not applied."""
+    def _train_step(self, x: torch.Tensor, y: torch.Tensor, lr: float) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """One optimizer step on window (x, y), already on the device; returns the loss (averaged over
+        the ranks) and the gradient norm before clipping, or None for a bad step (non-finite or
+        exploding loss or gradient), which is not applied.
+
+        With fp16 loss scaling, an overflowing gradient is the scaler's business, not a bad step: it
+        skips the update and lowers the scale."""
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         with autocast(self.device, self.amp_dtype):
-            logits, hidden = self.model(x, self.hidden)  # (B, T, V)
+            logits, hidden = self._train_model(x, self.hidden)  # (B, T, V)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        self.scaler.scale(loss).backward()  # DDP averages the gradients over the ranks here
+        self.scaler.unscale_(self.optimizer)
         clip = self.config.grad_clip or math.inf
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
-        if not (torch.isfinite(loss) and torch.isfinite(norm) and loss < self._explode_at):
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # the norm before clipping
+        loss = distributed.mean(self.world, loss.detach())  # every rank takes the same decision below
+        finite_grads = torch.isfinite(norm) or self.scaler.is_enabled()
+        if not (torch.isfinite(loss) and finite_grads and loss < self._explode_at):
             self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler.is_enabled():
+                self.scaler.update()
             return None
-        self.optimizer.step()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
         self.hidden = detach_state(hidden)
-        return loss.detach()
+        return loss, norm.detach()
+
+    def _agree(self) -> str | None:
+        """The stop request to act on after this step, if any. Distributed, every rank takes rank 0's
+        clock (time budgets and the LR schedule follow it) and stops when any rank was asked to."""
+        reason = self._stop_reason  # read once: a signal handler may set it at any moment
+        if not self.world.is_distributed:
+            return reason
+        p = self.progress
+        elapsed, stops = distributed.total(
+            self.world, [p.elapsed if self.world.is_main else 0.0, float(reason is not None)], self.device)
+        p.elapsed = elapsed
+        return reason or ("a stop request to another process" if stops else None)
+
+    def resumable_progress(self) -> dict:
+        """Progress with the RNG and loss-scaling states, as a checkpoint stores it."""
+        self.progress.rng = capture_rng()
+        self.progress.grad_scaler = self.scaler.state_dict() if self.scaler.is_enabled() else {}
+        return self.progress.to_dict()
+
+    def gather_hidden(self) -> State | None:
+        """The carried state of all B streams (collective under torchrun: every rank must call it)."""
+        if self.hidden is None or not self.world.is_distributed:
+            return self.hidden
+        if isinstance(self.hidden, tuple):
+            return tuple(distributed.gather_streams(self.world, s) for s in self.hidden)
+        return distributed.gather_streams(self.world, self.hidden)
+
+    def set_hidden(self, full: State | None) -> None:
+        """Carry on from the state of all B streams (as saved), keeping this rank's block."""
+        if full is None:
+            self.hidden = None
+            return
+        rows = self.world.rows(self.config.batch_size)
+        parts = full if isinstance(full, tuple) else (full,)
+        parts = tuple(s[:, rows].to(self.device).contiguous() for s in parts)
+        self.hidden = parts if isinstance(full, tuple) else parts[0]
 
     def _take_snapshot(self) -> None:
         """Keep an in-memory copy of the model and optimizer to roll back to after repeated bad steps."""
@@ -281,8 +360,9 @@ class Trainer:
         )
 
     def _eval_report(self, final: bool) -> EvalReport:
+        """Rank 0 evaluates; the others wait for its result so they keep the same best and patience."""
         p = self.progress
-        result = self.evaluate()
+        result = distributed.broadcast(self.world, self.evaluate() if self.world.is_main else None)
         improved = result.loss < p.best_val_loss
         if improved:
             p.best_val_loss, p.best_step, p.evals_since_best = result.loss, p.step, 0
@@ -308,37 +388,49 @@ class Trainer:
     def _loop(self) -> Iterator[StepReport | EvalReport | EventReport | SaveRequest]:
         c, p = self.config, self.progress
         self.model.train()
-        loss_sum, loss_count, tokens_since, t_since = torch.zeros((), device=self.device), 0, 0, time.perf_counter()
+        if p.grad_scaler:
+            self.scaler.load_state_dict(p.grad_scaler)
+        # sums since the last StepReport, kept on the device (reading them waits for the device)
+        sums = torch.zeros(3, device=self.device)  # loss, grad norm, max grad norm
+        count, tokens_since, t_since = 0, 0, time.perf_counter()
         t_last = time.perf_counter()
         evaluated_at = -1
         self._take_snapshot()
         while not p.done:
             batches = self._batches(p.epoch)
+            upcoming = self._to_device(batches.window(p.window)) if p.window < len(batches) else None
             while p.window < len(batches) and not p.done:
                 lr = lr_at(self.horizon_fraction(), p.step, c) * p.lr_scale
-                x, y = batches.window(p.window)
-                loss = self._train_step(x, y, lr)
+                x, y = upcoming
+                if p.window + 1 < len(batches):
+                    upcoming = self._to_device(batches.window(p.window + 1))
+                result = self._train_step(x, y, lr)
                 p.window += 1
                 now = time.perf_counter()
                 p.elapsed += now - t_last
                 t_last = now
-                if loss is None:
+                stop = self._agree()
+                if result is None:
                     yield self._on_bad_step()
                     continue
+                loss, norm = result
                 p.step += 1
                 p.bad_streak = 0
                 if p.step % SNAPSHOT_EVERY == 0:
                     self._take_snapshot()
-                p.tokens += x.numel()
-                loss_sum += loss
-                loss_count += 1
-                tokens_since += x.numel()
+                tokens = x.numel() * self.world.size
+                p.tokens += tokens
+                tokens_since += tokens
+                sums[:2] += torch.stack([loss, norm])
+                sums[2] = torch.maximum(sums[2], norm)
+                count += 1
                 if p.step % LOG_EVERY == 0 or p.step == 1:
                     rate = tokens_since / max(now - t_since, 1e-9)
-                    yield StepReport(p.step, self._epoch_float(), float(loss_sum) / loss_count, lr, rate,
-                                     p.elapsed, min(self.horizon_fraction(), 1.0))
-                    loss_sum.zero_()
-                    loss_count, tokens_since, t_since = 0, 0, time.perf_counter()
+                    loss_sum, norm_sum, norm_max = sums.tolist()
+                    yield StepReport(p.step, self._epoch_float(), loss_sum / count, lr, norm_sum / count, norm_max,
+                                     rate, p.elapsed, min(self.horizon_fraction(), 1.0))
+                    sums.zero_()
+                    count, tokens_since, t_since = 0, 0, time.perf_counter()
                 if self._reached_horizon():
                     p.done, p.stop_reason = True, "horizon"
                 elif self.val_ids is not None and p.step % c.eval_every == 0:
@@ -351,8 +443,8 @@ class Trainer:
                     t_since = time.perf_counter()
                 if self.save_every and p.step % self.save_every == 0 and not p.done:
                     yield SaveRequest(p.step)
-                if self._stop_reason is not None and not p.done:
-                    p.stop_reason = self._stop_reason
+                if stop is not None and not p.done:
+                    p.stop_reason = stop
                     return
             if p.window >= len(batches):
                 p.epoch, p.window, self.hidden = p.epoch + 1, 0, None  # reset state at epoch boundaries

@@ -1,0 +1,153 @@
+"""Several processes training one model with torch.distributed, as launched by torchrun.
+
+torchrun starts one process per device and tells each its place through
+environment variables (RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT).
+charlm reads them, joins the process group (gloo on CPU, nccl on CUDA), and the
+trainer wraps the model in DistributedDataParallel, which averages the gradients
+across processes during backward.
+
+How the batch is shared: the B contiguous TBPTT streams of the single-process
+run are dealt out in blocks, rank r taking streams [r·B/W, (r+1)·B/W)::
+
+    single process, B = 4          two processes, B/2 = 2 each
+    stream 0: a b c d e f          rank 0: streams 0, 1
+    stream 1: g h i j k l
+    stream 2: m n o p q r          rank 1: streams 2, 3
+    stream 3: s t u v w x
+
+Each rank carries the hidden state of its own streams. The union of the ranks'
+windows is exactly the single-process batch, and each rank's loss is a mean over
+B/W streams, so the averaged gradient is the single-process gradient.
+
+Rank 0 alone evaluates, logs and writes files. What every rank must agree on to
+take the same decision at the same step (the run folder, evaluation results, the
+clock of a time budget, a stop request) travels through the small collectives
+below. Without torchrun ``World()`` is a single process and they are no-ops.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from charlm.errors import ConfigError, DeviceError
+
+# How long a rank waits for the others at a collective before giving up (rank 0 evaluating a large
+# validation split, or tokenizing a large corpus while the others wait, must fit inside it).
+TIMEOUT = timedelta(minutes=30)
+
+
+@dataclass(frozen=True)
+class World:
+    """This process's place among the training processes."""
+
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0  # index of this process on its machine, and of its GPU
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def is_distributed(self) -> bool:
+        return self.size > 1
+
+    def rows(self, batch_size: int) -> slice:
+        """This rank's block of the B streams."""
+        per_rank = batch_size // self.size
+        return slice(self.rank * per_rank, (self.rank + 1) * per_rank)
+
+    def check_batch_size(self, batch_size: int) -> None:
+        if batch_size % self.size:
+            raise ConfigError(f"--batch-size {batch_size} does not split evenly over {self.size} processes: "
+                              f"pick a multiple of {self.size}")
+
+
+def from_environment() -> World:
+    """The World torchrun described in the environment, or a single process when not launched by it."""
+    names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return World()
+    try:
+        rank, size, local_rank = (int(os.environ.get(name, "0")) for name in names)
+    except ValueError:
+        raise ConfigError("RANK, WORLD_SIZE and LOCAL_RANK must be integers: launch charlm with torchrun") from None
+    if not 0 <= rank < size:
+        raise ConfigError(f"RANK {rank} is outside WORLD_SIZE {size}: launch charlm with torchrun")
+    return World(rank, size, local_rank)
+
+
+def start(world: World, device: torch.device) -> torch.device:
+    """Join the process group; returns this rank's device (cuda:LOCAL_RANK on GPUs)."""
+    if not world.is_distributed:
+        return device
+    if device.type == "cuda":
+        if world.local_rank >= torch.cuda.device_count():
+            raise DeviceError(f"LOCAL_RANK {world.local_rank} but only {torch.cuda.device_count()} GPUs here: "
+                              "lower --nproc_per_node to the number of GPUs")
+        device = torch.device("cuda", world.local_rank)
+        torch.cuda.set_device(device)
+        backend = "nccl"
+    elif device.type == "cpu":
+        backend = "gloo"
+    else:
+        raise DeviceError(f"distributed training runs on cpu or cuda, not {device.type}: pass --device cpu or cuda")
+    if not dist.is_initialized():
+        dist.init_process_group(backend, timeout=TIMEOUT)
+    return device
+
+
+def stop(world: World) -> None:
+    if world.is_distributed and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def broadcast(world: World, obj: Any) -> Any:
+    """Rank 0's ``obj`` on every rank (any picklable value)."""
+    if not world.is_distributed:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def gather(world: World, obj: Any) -> list:
+    """Every rank's ``obj``, in rank order, on every rank."""
+    if not world.is_distributed:
+        return [obj]
+    boxes = [None] * world.size
+    dist.all_gather_object(boxes, obj)
+    return boxes
+
+
+def mean(world: World, tensor: torch.Tensor) -> torch.Tensor:
+    """The mean of a tensor over the ranks."""
+    if not world.is_distributed:
+        return tensor
+    tensor = tensor.clone()
+    dist.all_reduce(tensor)
+    return tensor / world.size
+
+
+def total(world: World, values: list[float], device: torch.device) -> list[float]:
+    """Element-wise sums of a few numbers over the ranks."""
+    if not world.is_distributed:
+        return values
+    tensor = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(tensor)
+    return tensor.tolist()
+
+
+def gather_streams(world: World, tensor: torch.Tensor) -> torch.Tensor:
+    """Put the ranks' blocks of streams back together: (layers, B/W, H) on each → (layers, B, H)."""
+    if not world.is_distributed:
+        return tensor
+    parts = [torch.empty_like(tensor) for _ in range(world.size)]
+    dist.all_gather(parts, tensor.contiguous())
+    return torch.cat(parts, dim=1)
