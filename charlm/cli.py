@@ -7,6 +7,7 @@ non-zero exit status (click prints ``Error: …`` on stderr and exits 1).
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import sys
@@ -35,6 +36,8 @@ class CharlmGroup(click.Group):
         try:
             return super().invoke(ctx)
         except CharlmError as e:
+            if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports the problem
+                raise SystemExit(1) from None
             raise click.ClickException(str(e)) from None
 
 

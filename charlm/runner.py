@@ -243,6 +243,12 @@ class _StopOnSignal:
             signal.signal(sig, handler)
 
 
+def _resume_command(world: World, run_dir: Path) -> str:
+    if world.is_distributed:
+        return f"torchrun <the same launch options> -m charlm train --resume {run_dir}"
+    return f"charlm train --resume {run_dir}"
+
+
 def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
     """Run the trainer with a live progress bar; save best weights and resumable state. Returns an exit code."""
     trainer, run_dir = setup.trainer, setup.run_dir
@@ -296,14 +302,14 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                 bar.update(task, **fields)
     except KeyboardInterrupt:
         console.err.print(f"aborted at once; the last saved checkpoint in {run_dir} is intact. "
-                          f"Resume with: charlm train --resume {run_dir}")
+                          f"Resume with: {_resume_command(trainer.world, run_dir)}")
         return EXIT_INTERRUPTED
     _save_state(setup)
     if trainer.val_ids is None and main:
         checkpoint.save_weights(run_dir, model, {"step": p.step, "train_loss": last_step.loss if last_step else None})
     if not p.done:
         console.err.print(f"stopped by {p.stop_reason} at step {p.step:,}; the run is saved. "
-                          f"Resume with: charlm train --resume {run_dir}")
+                          f"Resume with: {_resume_command(trainer.world, run_dir)}")
         return EXIT_INTERRUPTED
     _print_summary(setup, last_step, best)
     return 0
