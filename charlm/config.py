@@ -19,6 +19,7 @@ from typing import Any
 from charlm.errors import ConfigError
 
 CELLS = ("lstm", "gru", "rnn", "rnn-relu")
+IMPLS = ("fused", "reference")  # torch's fused kernels, or charlm.cells' textbook equations over a time loop
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp32")
 UNKNOWN_POLICIES = ("error", "unk", "skip")
@@ -45,10 +46,13 @@ class ModelConfig:
     embed_size: int = 64  # 0 = one-hot input, as in the classic exercise
     dropout: float = 0.2  # between layers and before the decoder
     tie_weights: bool = False  # decoder shares the embedding matrix; needs embed_size == hidden_size
+    impl: str = "fused"  # same weights either way; "reference" runs charlm.cells' equations step by step
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ConfigError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
+        if self.impl not in IMPLS:
+            raise ConfigError(f"unknown implementation {self.impl!r}: choose --impl {' or --impl '.join(IMPLS)}")
         if self.num_layers < 1:
             raise ConfigError(f"--layers must be at least 1, got {self.num_layers}")
         if self.hidden_size < 1:
