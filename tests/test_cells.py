@@ -4,11 +4,15 @@ import dataclasses
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from charlm import cells
+from charlm.cli import cli
 from charlm.config import ModelConfig
 from charlm.errors import ConfigError
 from charlm.model import RNNLM
+
+from conftest import TINY_MODEL_ARGS
 
 CELLS = ["rnn", "rnn-relu", "lstm", "gru"]
 B, T, I, H = 3, 5, 4, 6  # batch, time, input and hidden sizes: tiny, and all different so a transpose shows
@@ -121,3 +125,29 @@ def test_impl_setting_is_validated_and_old_configs_default_to_fused():
         ModelConfig(impl="cudnn")
     old = {k: v for k, v in ModelConfig().to_dict().items() if k != "impl"}  # a config.json from before --impl
     assert ModelConfig.from_dict(old).impl == "fused"
+
+
+def _sample(run_dir, *options):
+    result = CliRunner().invoke(cli, ["sample", str(run_dir), "-p", "the ", "-n", "40", "-t", "0", *options],
+                                catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def _eval_loss(run_dir, *options):
+    import json
+
+    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--json", *options], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)["loss"]
+
+
+def test_checkpoint_trained_with_one_implementation_runs_with_the_other(trained_run, tiny_corpus, tmp_path):
+    out = tmp_path / "reference-run"
+    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--max-steps", "6", "--cell", "gru",
+                                      "--impl", "reference", *TINY_MODEL_ARGS], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert '"impl": "reference"' in (out / "config.json").read_text()
+    for run_dir, other in ((out, "fused"), (trained_run, "reference")):
+        assert _sample(run_dir, "--impl", other) == _sample(run_dir)
+        assert _eval_loss(run_dir, "--impl", other) == pytest.approx(_eval_loss(run_dir), rel=1e-5)
