@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from charlm import __version__, cli_explore
+from charlm import __version__, cli_diagnose, cli_explore
 from charlm.cli_options import device_option, impl_override_option, unknown_option
 from charlm.config import CELLS, IMPLS, OPTIMIZERS, PRECISIONS, ModelConfig, SampleConfig, TrainConfig, parse_duration
 from charlm.corpus import Source
@@ -333,7 +333,7 @@ def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, impl,
                         seed=seed, unknown=unknown)
 
 
-for _command in cli_explore.COMMANDS:
+for _command in cli_explore.COMMANDS + cli_diagnose.COMMANDS:
     cli.add_command(_command)
 
 

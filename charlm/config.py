@@ -157,6 +157,35 @@ class SampleConfig:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
 
 
+@dataclass(frozen=True)
+class MemoryConfig:
+    """How `charlm diagnose memory` trains and scores each (cell, gap) model: one layer, one-hot input, Adam.
+
+    The defaults were chosen by measurement (docs/tutorial.md § 8): about half a
+    minute on two CPU cores for the default gaps, and enough steps for the three
+    cells to come out differently.
+    """
+
+    steps: int = 3000  # optimizer steps at most; a model that answers 10 batches in a row perfectly stops early
+    batch_size: int = 32  # sequences per step
+    hidden_size: int = 32
+    lr: float = 0.01
+    threshold: float = 0.9  # answer accuracy that counts as remembering (chance is 0.25)
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = [
+            (self.steps >= 1, f"--steps must be at least 1, got {self.steps}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (self.hidden_size >= 1, f"--hidden must be at least 1, got {self.hidden_size}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, got {self.lr}"),
+            (0.0 < self.threshold <= 1.0, f"--threshold must be in (0, 1], got {self.threshold}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
 
