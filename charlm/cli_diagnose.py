@@ -168,6 +168,8 @@ def _gradient_chart(flows, width: int, height: int, colour: bool) -> str:
         fig.draw(signal.lines() if colour else signal)
     ticks = _log_ticks(flows)
     fig.ruler("y").ticks(ticks, [f"1e{t}" for t in ticks])
+    lowest = min(_log10(v) for f in flows for v in f.norms)
+    fig.legend(x=0, y=lowest, va="bottom", relative=True)  # bottom left: the corner the decaying lines leave empty
     x_ticks = [int(t) for t in nice_ticks(0, len(flows[0].norms) - 1)]
     fig.ruler("x").ticks(x_ticks, [str(t) for t in x_ticks])
     return fig.build().string(colorless=not colour)
@@ -240,6 +242,7 @@ def memory(cells_spec, gaps_spec, as_json, **options):
 
 
 def _print_memory(results, cells: list[str], gaps: list[int], largest: dict, config: MemoryConfig) -> None:
+    """One row per gap, one column per cell: accuracy (steps taken); the last row the largest gap bridged."""
     from charlm import console, diagnose as lib
 
     by_key = {(r.cell, r.gap): r for r in results}
@@ -248,12 +251,13 @@ def _print_memory(results, cells: list[str], gaps: list[int], largest: dict, con
         if r.accuracy is None:
             return "–"
         colour = "green" if r.accuracy >= config.threshold else "red"
-        return f"[{colour}]{r.accuracy:.2f}[/] ({r.steps:,})"
+        return f"[{colour}]{r.accuracy:.2f}[/] ({r.steps:,} steps)"
 
-    rows = [[cell.upper(), *[shown(by_key[cell, gap]) for gap in gaps], str(largest[cell])] for cell in cells]
-    title = (f"answer accuracy after training (steps taken) by gap; chance {1 / len(lib.SYMBOLS):.2f}, "
-             f"remembered at ≥ {config.threshold:g}; e.g. gap 5: {lib.example(5, config.seed)}")
-    console.out.print(console.comparison_table(title, ["cell", *[f"gap {g}" for g in gaps], "bridges up to"], rows))
+    rows = [[str(gap), *[shown(by_key[cell, gap]) for cell in cells]] for gap in gaps]
+    rows.append(["[bold]bridged[/]", *[f"[bold]up to {largest[cell]}[/]" for cell in cells]])
+    title = (f"answer accuracy on {lib.TEST_SIZE} fresh sequences per gap (chance {1 / len(lib.SYMBOLS):.2f}, "
+             f"remembered at ≥ {config.threshold:g}); e.g. gap 5: {lib.example(5, config.seed)}")
+    console.out.print(console.comparison_table(title, ["gap", *[cell.upper() for cell in cells]], rows))
     console.out.print(f"one layer of {config.hidden_size} units, one-hot input, Adam lr {config.lr:g}, up to "
                       f"{config.steps:,} steps of {config.batch_size} sequences, seed {config.seed}; "
-                      f"– = not tried after a shorter gap failed", markup=False)
+                      "– = not tried after a shorter gap failed", markup=False)

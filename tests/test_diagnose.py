@@ -112,7 +112,7 @@ def test_memory_probe_learns_a_short_gap_and_stops_after_a_miss():
 def test_memory_command_table_and_json():
     args = ["diagnose", "memory", "--cells", "rnn,gru", "--gaps", "2,1", "--steps", "30", "--hidden", "8"]
     table = _invoke(args).stdout
-    assert "gap 1" in table and "gap 2" in table and "bridges up to" in table and "GRU" in table
+    assert "bridged" in table and "GRU" in table and "steps)" in table
     report = json.loads(_invoke([*args, "--json"]).stdout)
     assert report["chance"] == 0.25 and report["config"]["steps"] == 30
     assert [(r["cell"], r["gap"]) for r in report["results"]] == [("rnn", 1), ("rnn", 2), ("gru", 1), ("gru", 2)]
