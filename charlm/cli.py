@@ -16,9 +16,9 @@ from pathlib import Path
 
 import click
 
-from charlm import __version__, cli_explore
-from charlm.cli_options import device_option, unknown_option
-from charlm.config import CELLS, OPTIMIZERS, PRECISIONS, ModelConfig, SampleConfig, TrainConfig, parse_duration
+from charlm import __version__, cli_diagnose, cli_explore
+from charlm.cli_options import device_option, impl_override_option, unknown_option
+from charlm.config import CELLS, IMPLS, OPTIMIZERS, PRECISIONS, ModelConfig, SampleConfig, TrainConfig, parse_duration
 from charlm.corpus import Source
 from charlm.errors import CharlmError, ConfigError
 from charlm.tokenizer import LEVELS, NORMALIZATIONS, SUBWORD_MODELS, TokenizerSpec
@@ -87,6 +87,7 @@ def _duration(ctx, param, value):
 @cli.command(epilog="""\b
 Examples:
   charlm train hihello --embed 0 --hidden 16 --batch-size 1 --seq-len 6 --val-fraction 0 --max-steps 200
+  charlm train hihello --impl reference --embed 0 --hidden 16 --batch-size 1 --seq-len 6 --val-fraction 0 --max-steps 200
   charlm train shakespeare --time-budget 5m --out checkpoints/shakespeare
   charlm train korean_bills --level subword --vocab-size 4000 --time-budget 5m
   charlm train korean_bills --normalize nfd --time-budget 5m    # Hangul as jamo: vocabulary 1,118 -> 301
@@ -119,6 +120,7 @@ Examples:
 @click.option("--embed", "embed_size", type=int, default=MODEL_DEFAULTS.embed_size, show_default=True, help="Embedding size; 0 = one-hot input.")
 @click.option("--dropout", type=float, default=MODEL_DEFAULTS.dropout, show_default=True, help="Dropout between layers and before the decoder.")
 @click.option("--tie-weights", is_flag=True, help="Share the embedding and decoder matrices (needs --embed = --hidden).")
+@click.option("--impl", type=click.Choice(IMPLS), default=MODEL_DEFAULTS.impl, show_default=True, help="fused: torch's kernels; reference: the course equations over an explicit time loop (same weights, slower; docs/cells.md).")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, show_default=True, help="Parallel streams per step.")
 @click.option("-t", "--seq-len", "--bptt", "seq_len", type=int, default=TRAIN_DEFAULTS.seq_len, show_default=True, help="Truncated BPTT length (tokens per window).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=TRAIN_DEFAULTS.optimizer, show_default=True)
@@ -166,7 +168,7 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
             raise click.UsageError("--cache-dir and --no-cache contradict each other: pass one")
         spec = TokenizerSpec(level=level, normalize=normalize, vocab_size=vocab_size, model_type=model_type)
         source = Source(tuple(corpus) or (DEFAULT_CORPUS,), glob, encoding_errors, hf_split, text_column)
-        model_keys = {"cell", "num_layers", "hidden_size", "embed_size", "dropout", "tie_weights"}
+        model_keys = {"cell", "num_layers", "hidden_size", "embed_size", "dropout", "tie_weights", "impl"}
         model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_keys})
         train_options = {k: v for k, v in options.items() if k not in model_keys}
         if train_options["epochs"] is None and train_options["max_steps"] is None and train_options["time_budget"] is None:
@@ -197,6 +199,7 @@ Examples:
   charlm eval checkpoints/shakespeare --text some_other_text.txt --json
   charlm eval checkpoints/shakespeare --split test
   charlm eval checkpoints/bills-char checkpoints/bills-subword      # side by side, by bits per character
+  charlm eval checkpoints/shakespeare --impl reference              # the same loss from the textbook cells
 """)
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--text", "text_source", metavar="FILE", help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet file).")
@@ -205,8 +208,9 @@ Examples:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters …): an object for one checkpoint, a list for several.")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.eval_batch_size, show_default=True, help="Parallel streams.")
 @unknown_option
+@impl_override_option
 @device_option
-def eval_(checkpoints, text_source, split_name, as_json, batch_size, unknown, device):
+def eval_(checkpoints, text_source, split_name, as_json, batch_size, unknown, impl, device):
     """Score CHECKPOINTS on their validation split, or all on the same --text.
 
     Prints loss (nats per token), perplexity (per token), bits per character and
@@ -226,7 +230,8 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, unknown, de
     for path in checkpoints:
         if path.is_file():
             raise ConfigError(f"{path} is a file, not a run folder: pass the text to score with --text {path}")
-    rows = runner.evaluate_checkpoints(checkpoints, text_source, split_name, batch_size, unknown, device)
+    with checkpoint_mod.implementation(impl):
+        rows = runner.evaluate_checkpoints(checkpoints, text_source, split_name, batch_size, unknown, device)
     if as_json:
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False))
         return
@@ -266,6 +271,7 @@ Examples:
   charlm sample checkpoints/shakespeare
   charlm sample checkpoints/shakespeare -p "HAMLET:" -n 400 -t 0.6
   charlm sample checkpoints/shakespeare --num-samples 3 --top-p 0.9 --seed 7 > samples.txt
+  charlm sample checkpoints/shakespeare -p "HAMLET:" -t 0 --impl reference    # same text, textbook cells
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
 @click.option("-p", "--prompt", default=None, help="Text to continue (default: a newline, or the corpus's first character).")
@@ -277,12 +283,14 @@ Examples:
 @click.option("--num-samples", type=int, default=1, show_default=True, help="Independent samples, generated as one batch.")
 @click.option("--no-stream", is_flag=True, help="Print when done instead of as tokens arrive.")
 @unknown_option
+@impl_override_option
 @device_option
-def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samples, no_stream, unknown, device):
+def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samples, no_stream, unknown, impl, device):
     """Generate text from a checkpoint, continuing PROMPT; only the text goes to stdout.
 
     Without CHECKPOINT, the pretrained Shakespeare model shipped with charlm is used.
     """
+    from charlm import checkpoint as checkpoint_mod
     from charlm import runner
 
     config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
@@ -290,7 +298,8 @@ def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samp
         raise ConfigError(f"--length must be 0 or more, got {length}")
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
-    runner.sample_and_print(checkpoint, prompt, length, config, seed, num_samples, not no_stream, unknown, device)
+    with checkpoint_mod.implementation(impl):
+        runner.sample_and_print(checkpoint, prompt, length, config, seed, num_samples, not no_stream, unknown, device)
 
 
 # ----- repl -------------------------------------------------------------------------------------------------
@@ -301,6 +310,7 @@ Examples:
   charlm repl checkpoints/shakespeare
   charlm repl checkpoints/shakespeare --line -t 0.6 --seed 7
   printf 'ROMEO:\\\\nWhat light\\n:gen 100\\n' | charlm repl checkpoints/shakespeare
+  charlm repl checkpoints/shakespeare --impl reference
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
 @click.option("-k", "--top-k", "show_k", type=int, default=8, show_default=True, help="Predictions shown (:k N changes it).")
@@ -309,8 +319,9 @@ Examples:
 @click.option("--top-p", type=float, default=SAMPLE_DEFAULTS.top_p, show_default=True, help="For :gen (:topp P changes it).")
 @click.option("-s", "--seed", type=int, default=0, show_default=True, help="For :gen (:seed S changes it).")
 @unknown_option
+@impl_override_option
 @device_option
-def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, device):
+def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, impl, device):
     """Type text and watch the model's next-token predictions change with every key (':help' lists commands).
 
     Without CHECKPOINT, the pretrained Shakespeare model shipped with charlm is used.
@@ -319,16 +330,18 @@ def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, devic
     on a dumb terminal, or with --line, they follow each line; with piped
     input they are printed as one plain line per input line, for scripts.
     """
+    from charlm import checkpoint as checkpoint_mod
     from charlm import runner
 
     if show_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {show_k}")
     config = SampleConfig(temperature=temperature, top_p=top_p)
-    runner.run_repl(checkpoint, show_k, device, mode="line" if line_mode else "auto", sample_config=config,
-                    seed=seed, unknown=unknown)
+    with checkpoint_mod.implementation(impl):
+        runner.run_repl(checkpoint, show_k, device, mode="line" if line_mode else "auto", sample_config=config,
+                        seed=seed, unknown=unknown)
 
 
-for _command in cli_explore.COMMANDS:
+for _command in cli_explore.COMMANDS + cli_diagnose.COMMANDS:
     cli.add_command(_command)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from charlm.config import UNKNOWN_POLICIES
+from charlm.config import IMPLS, UNKNOWN_POLICIES
 
 
 def device_option(f):
@@ -15,3 +15,9 @@ def device_option(f):
 def unknown_option(f):
     return click.option("--unknown", type=click.Choice(UNKNOWN_POLICIES), default="error", show_default=True,
                         help="Characters the model never saw: error lists them; unk maps them to <unk>; skip drops them.")(f)
+
+
+def impl_override_option(f):
+    return click.option("--impl", type=click.Choice(IMPLS), default=None,
+                        help="Run the checkpoint's weights with torch's fused kernels or the reference cells "
+                             "(charlm.cells); default: the implementation it was trained with.")(f)

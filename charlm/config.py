@@ -19,6 +19,7 @@ from typing import Any
 from charlm.errors import ConfigError
 
 CELLS = ("lstm", "gru", "rnn", "rnn-relu")
+IMPLS = ("fused", "reference")  # torch's fused kernels, or charlm.cells' textbook equations over a time loop
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 UNKNOWN_POLICIES = ("error", "unk", "skip")
@@ -45,10 +46,13 @@ class ModelConfig:
     embed_size: int = 64  # 0 = one-hot input, as in the classic exercise
     dropout: float = 0.2  # between layers and before the decoder
     tie_weights: bool = False  # decoder shares the embedding matrix; needs embed_size == hidden_size
+    impl: str = "fused"  # same weights either way; "reference" runs charlm.cells' equations step by step
 
     def __post_init__(self):
         if self.cell not in CELLS:
             raise ConfigError(f"unknown cell {self.cell!r}: choose one of {', '.join(CELLS)}")
+        if self.impl not in IMPLS:
+            raise ConfigError(f"unknown implementation {self.impl!r}: choose --impl {' or --impl '.join(IMPLS)}")
         if self.num_layers < 1:
             raise ConfigError(f"--layers must be at least 1, got {self.num_layers}")
         if self.hidden_size < 1:
@@ -152,6 +156,35 @@ class SampleConfig:
             raise ConfigError(f"--top-k must be 0 (off) or more, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+
+
+@dataclass(frozen=True)
+class MemoryConfig:
+    """How `charlm diagnose memory` trains and scores each (cell, gap) model: one layer, one-hot input, Adam.
+
+    The defaults were chosen by measurement (docs/tutorial.md § 8): about half a
+    minute on two CPU cores for the default gaps, and enough steps for the three
+    cells to come out differently.
+    """
+
+    steps: int = 3000  # optimizer steps at most; a model that answers 10 batches in a row perfectly stops early
+    batch_size: int = 32  # sequences per step
+    hidden_size: int = 32
+    lr: float = 0.01
+    threshold: float = 0.9  # answer accuracy that counts as remembering (chance is 0.25)
+    seed: int = 0
+
+    def __post_init__(self):
+        checks = [
+            (self.steps >= 1, f"--steps must be at least 1, got {self.steps}"),
+            (self.batch_size >= 1, f"--batch-size must be at least 1, got {self.batch_size}"),
+            (self.hidden_size >= 1, f"--hidden must be at least 1, got {self.hidden_size}"),
+            (self.lr > 0 and math.isfinite(self.lr), f"--lr must be a positive number, got {self.lr}"),
+            (0.0 < self.threshold <= 1.0, f"--threshold must be in (0, 1], got {self.threshold}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)

@@ -9,8 +9,8 @@ from __future__ import annotations
 import math
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn,
-                           TransferSpeedColumn)
+from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                           TimeRemainingColumn, TransferSpeedColumn)
 from rich.table import Table
 
 out = Console(highlight=False, soft_wrap=True)
@@ -56,6 +56,12 @@ def transfer_progress() -> Progress:
     """Progress of a pass over a corpus: MB read, MB/s and time left, on stderr; cleared when done."""
     return Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                     TimeRemainingColumn(), console=err, transient=True)
+
+
+def jobs_progress() -> Progress:
+    """Progress through a known number of jobs on stderr: the current one, a bar, done/total, time; cleared when done."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=err, transient=True)
 
 
 def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:

@@ -175,17 +175,29 @@ def terminal_chart(curves: Curves, width: int = 100, height: int = 36, colour: b
     return fig.build().string(colorless=not colour)
 
 
-def png_bytes(curves: Curves, dpi: int = 120) -> bytes:
-    """The same two charts side by side as a PNG (needs matplotlib: pip install 'charlm[plot]')."""
+def new_figure(figsize: tuple[float, float], dpi: int = 120):
+    """A matplotlib Figure drawn off-screen (no GUI, no pyplot state); CharlmError when matplotlib is missing."""
     try:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
         raise CharlmError("--png needs matplotlib, which is not installed: pip install 'charlm[plot]' "
                           "(or pip install matplotlib)") from None
-    scale, unit = time_axis(curves)
-    fig = Figure(figsize=(11, 4.2), dpi=dpi, layout="constrained")
+    fig = Figure(figsize=figsize, dpi=dpi, layout="constrained")
     FigureCanvasAgg(fig)
+    return fig
+
+
+def figure_png(fig) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()
+
+
+def png_bytes(curves: Curves, dpi: int = 120) -> bytes:
+    """The same two charts side by side as a PNG (needs matplotlib: pip install 'charlm[plot]')."""
+    scale, unit = time_axis(curves)
+    fig = new_figure((11, 4.2), dpi)
     by_step, by_time = fig.subplots(1, 2, sharey=True)
     for name, series, style in (("train", curves.train, dict(lw=1, alpha=0.8)),
                                 ("val", curves.val, dict(lw=1.5, marker="o", ms=3))):
@@ -198,6 +210,4 @@ def png_bytes(curves: Curves, dpi: int = 120) -> bytes:
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(curves.title)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return figure_png(fig)

@@ -6,6 +6,10 @@ vanilla RNN layer that is the course-notes recurrence
     h_t = tanh(x_t W_x + h_{t-1} W_h + b)
 
 and for the LSTM the gated version with i, f, g, o gates and a cell state c_t.
+With ``ModelConfig.impl == "reference"`` the same weights run through
+charlm.cells instead: those equations written out, over an explicit time loop
+(slower, and the same function). The fused module owns the weights either way,
+so parameter names and checkpoints do not depend on the implementation.
 The model maps ids (B, T) and a carried state to logits (B, T, V) and the new
 state; it knows nothing of characters, losses or files.
 """
@@ -16,6 +20,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from charlm.cells import REFERENCE_CELLS, TimeRNN, layers_step
 from charlm.config import ModelConfig
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, c) for the LSTM; each (layers, B, H)
@@ -44,6 +49,7 @@ class RNNLM(nn.Module):
             batch_first=True,
             **extra,
         )
+        self.time_rnn = TimeRNN(config.cell, dropout=self.rnn.dropout)  # the reference path; no weights of its own
         self.drop = nn.Dropout(config.dropout)
         self.decoder = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:
@@ -69,13 +75,19 @@ class RNNLM(nn.Module):
         h = torch.zeros(shape, device=device)
         return (h, torch.zeros(shape, device=device)) if self.config.cell == "lstm" else h
 
+    def embed(self, ids: torch.Tensor) -> torch.Tensor:
+        """ids (…) int64 → input vectors (…, E), or one-hot (…, V) when embed_size is 0."""
+        if self.embedding is not None:
+            return self.embedding(ids)
+        return F.one_hot(ids, self.vocab_size).float()
+
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """ids (B, T) int64, state or None (zeros) → logits (B, T, V), new state."""
-        if self.embedding is not None:
-            x = self.embedding(ids)  # (B, T, E)
+        x = self.embed(ids)  # (B, T, E)
+        if self.config.impl == "reference":
+            out, state = self.time_rnn(x, state, self.rnn.all_weights)  # (B, T, H)
         else:
-            x = F.one_hot(ids, self.vocab_size).float()  # (B, T, V)
-        out, state = self.rnn(x, state)  # (B, T, H)
+            out, state = self.rnn(x, state)  # (B, T, H)
         logits = self.decoder(self.drop(out))  # (B, T, V)
         return logits, state
 
@@ -83,30 +95,17 @@ class RNNLM(nn.Module):
         """One time step for generation: ids (B,) int64, state → logits (B, V), new state.
 
         The same function as ``forward(ids[:, None], state)`` in eval mode (no dropout),
-        computed with torch's single-step cell kernels, one call per layer. For one token
-        at a time this is several times faster on CPU than the fused module, whose oneDNN
-        path reorders its weights on every call.
+        computed one layer at a time with torch's single-step cell kernels (or the
+        reference cells, with impl "reference"). For one token at a time the kernels
+        are several times faster on CPU than the fused module, whose oneDNN path
+        reorders its weights on every call.
         """
-        if self.embedding is not None:
-            x = self.embedding(ids)  # (B, E)
-        else:
-            x = F.one_hot(ids, self.vocab_size).float()  # (B, V)
+        x = self.embed(ids)  # (B, E)
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
-        cell = _CELL_STEPS[self.config.cell]
-        lstm = self.config.cell == "lstm"
-        hs, cs = [], []
-        for layer, weights in enumerate(self.rnn.all_weights):  # [w_ih, w_hh, b_ih, b_hh]
-            if lstm:
-                h, c = cell(x, (state[0][layer], state[1][layer]), *weights)  # (B, H) each
-                cs.append(c)
-            else:
-                h = cell(x, state[layer], *weights)  # (B, H)
-            hs.append(h)
-            x = h
-        logits = self.decoder(x)  # (B, V)
-        new_state = (torch.stack(hs), torch.stack(cs)) if lstm else torch.stack(hs)  # (layers, B, H)
-        return logits, new_state
+        cells = REFERENCE_CELLS if self.config.impl == "reference" else _CELL_STEPS
+        h, state = layers_step(cells[self.config.cell], x, state, self.rnn.all_weights)  # (B, H)
+        return self.decoder(h), state  # (B, V)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

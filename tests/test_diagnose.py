@@ -1,0 +1,143 @@
+"""charlm diagnose: gradient flow (the vanishing gradient, measured) and the long-dependency memory probe."""
+
+import json
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+from charlm import diagnose
+from charlm.cli import cli
+from charlm.config import MemoryConfig, ModelConfig
+from charlm.model import RNNLM
+
+from conftest import TINY_TEXT
+
+FRESH = ["diagnose", "gradients", "--fresh", "--hidden", "16", "--layers", "1", "--length", "40", "--windows", "4"]
+
+
+def _invoke(args, ok=True):
+    result = CliRunner().invoke(cli, args, catch_exceptions=not ok)
+    if ok:
+        assert result.exit_code == 0, result.output
+    return result
+
+
+def _fails(args, message):
+    """The command ends with exit status 1 and one line 'Error: …' naming the problem, no traceback."""
+    result = _invoke(args, ok=False)
+    assert result.exit_code == 1
+    assert result.stderr.startswith("Error:") and message in result.stderr and result.stderr.count("\n") == 1
+    assert "Traceback" not in result.output
+
+
+def test_gradient_norms_are_d_loss_at_T_by_d_h_t():
+    """The measured norms against a plain autograd computation of the same derivative, for a 1-layer RNN."""
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(cell="rnn", num_layers=1, hidden_size=5, embed_size=3, dropout=0.0), vocab_size=6)
+    ids = torch.randint(0, 6, (30,))
+    norms = diagnose.gradient_norms(model, ids, length=4, windows=1)
+    w_ih, w_hh, b_ih, b_hh = [p.detach().double() for p in model.rnn.all_weights[0]]
+    h = torch.zeros(5, dtype=torch.float64, requires_grad=True)
+    hs = []
+    for x in model.embedding(ids[:4]).detach().double():
+        h = torch.tanh(x @ w_ih.T + h @ w_hh.T + b_ih + b_hh)
+        hs.append(h)
+    logits = hs[-1] @ model.decoder.weight.detach().double().T + model.decoder.bias.detach().double()
+    loss = torch.nn.functional.cross_entropy(logits[None], ids[4:5])
+    grads = torch.autograd.grad(loss, hs)
+    assert norms == pytest.approx([g.norm().item() for g in reversed(grads)], rel=1e-9)
+
+
+def test_fresh_rnn_gradient_vanishes_much_faster_than_lstm(tiny_corpus, tmp_path):
+    png = tmp_path / "grads.png"
+    result = _invoke([*FRESH, "--text", str(tiny_corpus), "--json", "--png", str(png)])
+    flows = {m["cell"]: m for m in json.loads(result.stdout)["models"]}
+    assert set(flows) == {"rnn", "lstm", "gru"}
+    assert all(len(m["norms"]) == 40 for m in flows.values())
+    assert flows["rnn"]["ratio"] < 1e-3 * flows["lstm"]["ratio"]  # the headline: the RNN's gradient vanishes
+    assert flows["rnn"]["per_step"] < flows["lstm"]["per_step"] < 1
+    assert png.read_bytes().startswith(b"\x89PNG")
+    assert "wrote" in result.stderr
+
+
+def test_gradients_table_and_chart_on_a_checkpoint_and_fresh_models(trained_run, tiny_corpus):
+    result = _invoke(["diagnose", "gradients", str(trained_run), "--fresh", "--cells", "gru", "--hidden", "8",
+                      "--layers", "1", "--text", str(tiny_corpus), "--length", "20", "--windows", "2"])
+    assert f"LSTM 1×16 {trained_run}" in result.stdout and "GRU 1×8 (fresh)" in result.stdout
+    assert "k=19" in result.stdout and "ratio" in result.stdout
+    assert "1e" in result.stdout.split("×/step")[-1]  # the chart's log-scale ticks
+
+
+def test_gradients_are_deterministic(tiny_corpus):
+    args = [*FRESH, "--cells", "lstm", "--text", str(tiny_corpus), "--json"]
+    assert _invoke(args).stdout == _invoke(args).stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cells", "rnn,tranformer"], "--cells 'rnn,tranformer': name cells from"),
+    (["--length", "1"], "--length must be at least 3"),
+    (["--length", "5000"], "fewer than --length 5000 + 1"),
+    (["--text", "no-such-file.txt"], "no file, folder or shipped corpus named 'no-such-file.txt'"),
+    (["--hidden", "0"], "--hidden must be at least 1"),
+    (["--png", "/no/such/folder/g.png"], "folder /no/such/folder does not exist"),
+])
+def test_gradients_bad_input_is_one_line(tiny_corpus, args, message):
+    _fails([*FRESH, "--text", str(tiny_corpus), *args], message)
+
+
+def test_shaping_options_without_fresh_are_refused(trained_run, tiny_corpus):
+    _fails(["diagnose", "gradients", str(trained_run), "--cells", "rnn", "--text", str(tiny_corpus)],
+           "--cells shape the --fresh models: add --fresh")
+
+
+def test_memory_task_sequences():
+    x, y = diagnose.memory_batch(gap=3, batch_size=5, generator=torch.Generator().manual_seed(0))
+    assert x.shape == (5, 5) and torch.equal(x[:, 0], y)
+    assert bool((x[:, 1:4] >= len(diagnose.SYMBOLS)).all()) and bool((x[:, -1] == diagnose.VOCAB.index("?")).all())
+    text, answer = diagnose.example(4).split(" → ")
+    assert len(text) == 6 and text[0] == answer and text[-1] == "?"
+
+
+def test_memory_probe_learns_a_short_gap_and_stops_after_a_miss():
+    config = MemoryConfig(steps=120, hidden_size=16, threshold=0.99)
+    results = list(diagnose.memory_probe(["rnn"], [1, 30, 40], config))
+    assert [r.gap for r in results] == [1, 30, 40]
+    assert results[0].accuracy >= 0.99 and results[0].steps < 120  # learned, and stopped early
+    assert results[1].accuracy < 0.99 and results[1].steps == 120  # too few steps for an RNN over 30 fillers
+    assert results[2].accuracy is None  # not tried
+    assert diagnose.largest_gap(results, 0.99) == 1
+
+
+def test_memory_command_table_and_json():
+    args = ["diagnose", "memory", "--cells", "rnn,gru", "--gaps", "2,1", "--steps", "30", "--hidden", "8"]
+    table = _invoke(args).stdout
+    assert "bridged" in table and "GRU" in table and "steps)" in table
+    report = json.loads(_invoke([*args, "--json"]).stdout)
+    assert report["chance"] == 0.25 and report["config"]["steps"] == 30
+    assert [(r["cell"], r["gap"]) for r in report["results"]] == [("rnn", 1), ("rnn", 2), ("gru", 1), ("gru", 2)]
+    assert set(report["results"][0]) == {"cell", "gap", "accuracy", "steps", "seconds"}
+    assert set(report["largest_gap"]) == {"rnn", "gru"}
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--gaps", "0,5"], "--gaps '0,5': give positive whole numbers"),
+    (["--gaps", "five"], "--gaps 'five': give positive whole numbers"),
+    (["--cells", "lstm,cnn"], "--cells 'lstm,cnn': name cells from"),
+    (["--steps", "0"], "--steps must be at least 1"),
+    (["--threshold", "1.5"], "--threshold must be in (0, 1]"),
+    (["--lr", "nan"], "--lr must be a positive number"),
+])
+def test_memory_bad_input_is_one_line(args, message):
+    _fails(["diagnose", "memory", *args], message)
+
+
+def test_help_has_examples():
+    for command in (["diagnose"], ["diagnose", "gradients"], ["diagnose", "memory"]):
+        assert "Examples:" in _invoke([*command, "--help"]).stdout
+
+
+def test_text_shorter_than_the_window(tmp_path):
+    short = tmp_path / "short.txt"
+    short.write_text(TINY_TEXT[:30], encoding="utf-8")
+    _fails([*FRESH, "--text", str(short)], "the text has 30 tokens, fewer than --length 40 + 1")
