@@ -17,7 +17,6 @@ crash mid-save leaves the previous file whole.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import dataclasses
 import hashlib
 import json
@@ -301,26 +300,13 @@ def load_tokenizer(run_dir: Path, info: dict) -> CharTokenizer:
     return tokenizer
 
 
-_IMPL_OVERRIDE: contextvars.ContextVar[str | None] = contextvars.ContextVar("impl_override", default=None)
-
-
-@contextlib.contextmanager
-def implementation(impl: str | None):
-    """Inside this block ``load`` builds its models with ``impl`` ("fused" or "reference") instead of the one the
-    checkpoint recorded; None keeps the recorded one. The weights are the same either way (charlm.cells), so this
-    is how ``charlm sample/eval/repl --impl`` run a checkpoint trained with one implementation on the other."""
-    token = _IMPL_OVERRIDE.set(impl)
-    try:
-        yield
-    finally:
-        _IMPL_OVERRIDE.reset(token)
-
-
-def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights: str = MODEL_FILE) -> Checkpoint:
+def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights: str = MODEL_FILE,
+         impl: str | None = None) -> Checkpoint:
     """Load a run folder's model (best weights by default), tokenizer and configs, verifying every file.
 
-    ``run_dir`` None loads the pretrained model shipped with charlm. Inside ``with implementation(impl)``
-    the model runs with that implementation.
+    ``run_dir`` None loads the pretrained model shipped with charlm. ``impl`` ("fused" or "reference")
+    runs the model with that implementation instead of the one it was trained with: the weights are the
+    same either way (charlm.cells), which is how ``sample/eval/repl --impl`` cross over.
     """
     run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
     info = read_config(run_dir)
@@ -329,8 +315,8 @@ def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights
         train_config = TrainConfig.from_dict(info["train"])
     except (CharlmError, TypeError) as e:
         raise CheckpointError(f"{run_dir / CONFIG_FILE} has invalid settings ({e}): restore it or retrain") from None
-    if _IMPL_OVERRIDE.get() is not None:
-        model_config = dataclasses.replace(model_config, impl=_IMPL_OVERRIDE.get())
+    if impl is not None:
+        model_config = dataclasses.replace(model_config, impl=impl)
     tokenizer = load_tokenizer(run_dir, info)
     model = RNNLM(model_config, tokenizer.vocab_size)
     path = run_dir / weights

@@ -230,8 +230,7 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, unknown, im
     for path in checkpoints:
         if path.is_file():
             raise ConfigError(f"{path} is a file, not a run folder: pass the text to score with --text {path}")
-    with checkpoint_mod.implementation(impl):
-        rows = runner.evaluate_checkpoints(checkpoints, text_source, split_name, batch_size, unknown, device)
+    rows = runner.evaluate_checkpoints(checkpoints, text_source, split_name, batch_size, unknown, device, impl)
     if as_json:
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False))
         return
@@ -290,7 +289,6 @@ def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samp
 
     Without CHECKPOINT, the pretrained Shakespeare model shipped with charlm is used.
     """
-    from charlm import checkpoint as checkpoint_mod
     from charlm import runner
 
     config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
@@ -298,8 +296,7 @@ def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samp
         raise ConfigError(f"--length must be 0 or more, got {length}")
     if num_samples < 1:
         raise ConfigError(f"--num-samples must be at least 1, got {num_samples}")
-    with checkpoint_mod.implementation(impl):
-        runner.sample_and_print(checkpoint, prompt, length, config, seed, num_samples, not no_stream, unknown, device)
+    runner.sample_and_print(checkpoint, prompt, length, config, seed, num_samples, not no_stream, unknown, device, impl)
 
 
 # ----- repl -------------------------------------------------------------------------------------------------
@@ -330,15 +327,13 @@ def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, impl,
     on a dumb terminal, or with --line, they follow each line; with piped
     input they are printed as one plain line per input line, for scripts.
     """
-    from charlm import checkpoint as checkpoint_mod
     from charlm import runner
 
     if show_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {show_k}")
     config = SampleConfig(temperature=temperature, top_p=top_p)
-    with checkpoint_mod.implementation(impl):
-        runner.run_repl(checkpoint, show_k, device, mode="line" if line_mode else "auto", sample_config=config,
-                        seed=seed, unknown=unknown)
+    runner.run_repl(checkpoint, show_k, device, mode="line" if line_mode else "auto", sample_config=config,
+                    seed=seed, unknown=unknown, impl=impl)
 
 
 for _command in cli_explore.COMMANDS + cli_diagnose.COMMANDS:

@@ -342,13 +342,13 @@ def _print_summary(setup: TrainSetup, last_step: StepReport | None, best: EvalRe
 
 
 def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_name: str, batch_size: int,
-                        unknown: str, device_name: str, text: str | None = None) -> dict:
+                        unknown: str, device_name: str, text: str | None = None, impl: str | None = None) -> dict:
     """Score one checkpoint on ``text_source`` (or ``text`` already read from it), else on its own recorded
     split; returns a row: checkpoint, text, level, vocab_size, normalize and the evaluate() figures."""
     from charlm import corpus
 
     device = runtime.select_device(device_name)
-    ck = checkpoint.load(run_dir, device)
+    ck = checkpoint.load(run_dir, device, impl=impl)
     tok = ck.tokenizer
     if text_source is not None:
         source = text_source if isinstance(text_source, Source) else Source((text_source,))
@@ -367,13 +367,13 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
 
 
 def evaluate_checkpoints(run_dirs: list[Path], text_source: str | None, split_name: str, batch_size: int,
-                         unknown: str, device_name: str) -> list[dict]:
+                         unknown: str, device_name: str, impl: str | None = None) -> list[dict]:
     """Score several checkpoints, all on the same text (read once) or each on its own recorded split, so a
     char, byte and subword model compare in one table by bits per character."""
     from charlm import corpus
 
     text = corpus.load_text(Source((text_source,))).text if text_source is not None else None
-    return [evaluate_checkpoint(run_dir, text_source, split_name, batch_size, unknown, device_name, text=text)
+    return [evaluate_checkpoint(run_dir, text_source, split_name, batch_size, unknown, device_name, text, impl)
             for run_dir in run_dirs]
 
 
@@ -386,9 +386,9 @@ def default_prompt(tokenizer) -> str:
 
 
 def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: SampleConfig, seed: int | None,
-                     num_samples: int, stream: bool, unknown: str, device_name: str) -> None:
+                     num_samples: int, stream: bool, unknown: str, device_name: str, impl: str | None = None) -> None:
     device = runtime.select_device(device_name)
-    ck = checkpoint.load(run_dir, device)
+    ck = checkpoint.load(run_dir, device, impl=impl)
     tok = ck.tokenizer
     prompt = default_prompt(tok) if prompt is None or prompt == "" else prompt
     ids = tok.encode(prompt, unknown=unknown)
@@ -425,11 +425,11 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
 
 
 def run_repl(run_dir: Path, show_k: int, device_name: str, mode: str = "auto", sample_config: SampleConfig | None = None,
-             seed: int = 0, unknown: str = "error") -> None:
+             seed: int = 0, unknown: str = "error", impl: str | None = None) -> None:
     from charlm import repl
 
     mode = repl.choose_mode(mode)  # cheap checks first: --line with piped input is refused before loading
     device = runtime.select_device(device_name)
-    ck = checkpoint.load(run_dir, device)
+    ck = checkpoint.load(run_dir, device, impl=impl)
     repl.run(ck.model, ck.tokenizer, device, show_k, name=str(ck.run_dir), mode=mode, sample_config=sample_config,
              seed=seed, unknown=unknown)

@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -43,6 +44,16 @@ def torchrun(*args, processes=2):
 def records(run_dir, kind):
     lines = (run_dir / "metrics.jsonl").read_text().splitlines()
     return [r for r in map(json.loads, lines) if r["type"] == kind]
+
+
+def kill_processes_naming(path):
+    """SIGKILL every process whose command line holds ``path``."""
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and str(path).encode() in (entry / "cmdline").read_bytes():
+                os.kill(int(entry.name), signal.SIGKILL)
+        except (OSError, ProcessLookupError):
+            pass
 
 
 @pytest.fixture
@@ -83,19 +94,19 @@ def test_crashed_distributed_run_resumes_every_rank(tmp_path, corpus):
 
     crashed = tmp_path / "crashed"
     proc = subprocess.Popen(torchrun("train", corpus, "--out", crashed, *args), stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, env=ENV, start_new_session=True)
+                            stderr=subprocess.DEVNULL, env=ENV)
     try:
-        reached = wait_for_state(crashed, proc, min_step=80)
+        wait_for_state(crashed, proc, min_step=80)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        kill_processes_naming(crashed)  # torchrun and both workers (torchrun starts them in their own sessions)
         proc.wait()
-    if not reached or proc.returncode == 0:
+    if max(r["step"] for r in records(crashed, "train")) >= 400:
         pytest.skip("the run finished before it could be killed (machine too fast for this test's timing)")
     saved = load_file(crashed / "last.safetensors")
     assert saved["hidden.0"].shape == (2, 8, 32)  # all B = 8 streams, gathered from both ranks
 
     resumed = subprocess.run(torchrun("train", "--resume", crashed), capture_output=True, text=True, env=ENV)
-    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert resumed.returncode == 0, resumed.stderr[:3000]
     assert records(crashed, "val")[-1]["loss"] == pytest.approx(records(straight, "val")[-1]["loss"], rel=1e-5)
     a, b = load_file(straight / "last.safetensors"), load_file(crashed / "last.safetensors")
     for name in a:
