@@ -24,6 +24,14 @@ def tiny_corpus(tmp_path):
     return path
 
 
+@pytest.fixture
+def corpus(tmp_path):
+    """Three times the tiny corpus: long enough for a few hundred steps of the resume tests."""
+    path = tmp_path / "corpus.txt"
+    path.write_text(TINY_TEXT * 3, encoding="utf-8")
+    return path
+
+
 TINY_MODEL_ARGS = ["--hidden", "16", "--embed", "8", "--layers", "1", "--batch-size", "4", "--seq-len", "16",
                    "--eval-every", "20", "--dropout", "0", "--lr", "0.01", "--warmup", "5"]
 

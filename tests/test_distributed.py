@@ -24,7 +24,6 @@ from charlm.distributed import World
 from charlm.errors import ConfigError
 from charlm.model import RNNLM
 from charlm.train import Trainer
-from conftest import TINY_TEXT
 from test_resume import wait_for_state
 
 ARGS = ["--hidden", "32", "--embed", "8", "--layers", "2", "--batch-size", "8", "--seq-len", "16",
@@ -54,13 +53,6 @@ def kill_processes_naming(path):
                 os.kill(int(entry.name), signal.SIGKILL)
         except (OSError, ProcessLookupError):
             pass
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TINY_TEXT * 3, encoding="utf-8")
-    return path
 
 
 def test_two_processes_with_half_batches_match_one_process(tmp_path, corpus):

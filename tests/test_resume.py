@@ -15,7 +15,6 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-from conftest import TINY_TEXT
 
 ARGS = ["--max-steps", "400", "--save-every", "40", "--eval-every", "100", "--hidden", "48", "--embed", "16",
         "--layers", "2", "--batch-size", "8", "--seq-len", "32", "--dropout", "0.1", "--lr", "0.005",
@@ -42,13 +41,6 @@ def wait_for_state(run_dir, proc, min_step):
 def final_val_loss(run_dir):
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     return [r["loss"] for r in records if r["type"] == "val"][-1]
-
-
-@pytest.fixture
-def corpus(tmp_path):
-    path = tmp_path / "corpus.txt"
-    path.write_text(TINY_TEXT * 3, encoding="utf-8")
-    return path
 
 
 def test_sigkill_then_resume_matches_uninterrupted_run(tmp_path, corpus):
