@@ -27,7 +27,8 @@ from charlm.train import Trainer
 from test_resume import wait_for_state
 
 ARGS = ["--hidden", "32", "--embed", "8", "--layers", "2", "--batch-size", "8", "--seq-len", "16",
-        "--eval-every", "10", "--dropout", "0", "--lr", "0.01", "--warmup", "5", "--deterministic"]
+        "--eval-every", "10", "--dropout", "0", "--lr", "0.01", "--warmup", "5", "--deterministic",
+        "--precision", "fp32"]  # bf16 rounding would depend on how the batch is split
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
