@@ -5,8 +5,9 @@ Prints:
 - training throughput of the default model (tokens/s and GFLOP/s, counting 6 x matmul parameters
   x tokens for forward + backward) and its ratio to the faster ceiling;
 - evaluation throughput (forward only, large batch, inference mode) and its ratio to training;
-- generation tokens/s at batch 1 with the carried state, through charlm's single-step cell kernels
-  and through the fused module called once per token (oneDNN's weight-reorder trap), and their ratio.
+- generation tokens/s at batch 1 with the carried state: charlm's generate(), the same steps sampled
+  with torch.multinomial, and the fused module called once per token (oneDNN's weight-reorder trap);
+- the time of one batch-1 matrix-vector product of the recurrent weights, the floor under a step.
 
     python bench/throughput.py [--hidden 256 --layers 2 --batch-size 32 --seq-len 64]
 """
@@ -79,22 +80,45 @@ def train_tokens_per_s(model: RNNLM, train: TrainConfig, amp, steps=20) -> float
     return steps * x.numel() / (time.perf_counter() - start)
 
 
-def generation_tokens_per_s(model: RNNLM, n: int, single_step_kernels: bool) -> float:
-    """Tokens/s sampling n tokens at batch 1: charlm's generate() (single-step cell kernels), or the
-    same loop calling the fused module one token at a time (what a naive sampler does)."""
+def generation_tokens_per_s(model: RNNLM, n: int, path: str) -> float:
+    """Tokens/s sampling n tokens at batch 1 with the state carried, along one of three paths:
+
+    generate      charlm's generate(): RNNLM.step (torch's one-step cell kernels) and inverse-CDF sampling;
+    cell-kernels  RNNLM.step and torch.multinomial;
+    fused         the fused module called once per token (what a naive sampler does) and torch.multinomial.
+    """
     prompt = torch.tensor([1, 2, 3])
     config = SampleConfig(temperature=1.0)
 
-    def fused_loop():
+    def loop(step):
         with torch.inference_mode():
             logits, state = model(prompt.unsqueeze(0))
             token = torch.multinomial(torch.softmax(logits[0, -1], -1), 1)
             for _ in range(n - 1):
-                logits, state = model(token.view(1, 1), state)
-                token = torch.multinomial(torch.softmax(logits[0, -1], -1), 1)
+                logits, state = step(token, state)
+                token = torch.multinomial(torch.softmax(logits.view(-1), -1), 1)
 
-    run = (lambda: sum(1 for _ in generate(model, prompt, n, config))) if single_step_kernels else fused_loop
-    return n / best_of(run, repeats=3)
+    runs = {
+        "generate": lambda: sum(1 for _ in generate(model, prompt, n, config)),
+        "cell-kernels": lambda: loop(model.step),
+        "fused": lambda: loop(lambda token, state: model(token.view(1, 1), state)),
+    }
+    return n / best_of(runs[path], repeats=3)
+
+
+def step_products_seconds(model: RNNLM) -> float:
+    """Time of the batch-1 matrix-vector products in one generation step (every layer's input and recurrent
+    weights and the decoder), float32: a floor under a step that no amount of Python can lower."""
+    shapes = [w.shape for layer in model.rnn.all_weights for w in layer[:2]] + [model.decoder.weight.shape]
+    products = [(torch.randn(1, cols), torch.randn(rows, cols)) for rows, cols in shapes]
+
+    def step():
+        for _ in range(100):
+            for x, w in products:
+                F.linear(x, w)
+
+    with torch.inference_mode():
+        return best_of(step) / 100
 
 
 def main() -> None:
@@ -135,10 +159,14 @@ def main() -> None:
     print(f"evaluation (111,540 tokens, batch 128, inference mode): {result.tokens_per_s:,.0f} tokens/s = "
           f"{result.tokens_per_s / train_rate:.1f}x training throughput")
     model.eval()
-    stepped = generation_tokens_per_s(model, 2000, single_step_kernels=True)
-    fused = generation_tokens_per_s(model, 2000, single_step_kernels=False)
-    print(f"generation, batch 1, carried state: {stepped:,.0f} tokens/s with charlm's single-step kernels, "
-          f"{fused:,.0f} calling the fused module per token (ratio {stepped / fused:.2f})")
+    rates = {path: generation_tokens_per_s(model, 2000, path) for path in ("generate", "cell-kernels", "fused")}
+    print(f"generation, batch 1, carried state, {torch.get_num_threads()} threads: "
+          f"{rates['generate']:,.0f} tokens/s with charlm's generate(), {rates['cell-kernels']:,.0f} with torch.multinomial "
+          f"({rates['generate'] / rates['cell-kernels']:.2f}x), {rates['fused']:,.0f} calling the fused module per "
+          f"token ({rates['generate'] / rates['fused']:.2f}x)")
+    floor = step_products_seconds(model)
+    print(f"the matrix-vector products of one step alone: {floor * 1e6:.0f} us per token, a ceiling of "
+          f"{1 / floor:,.0f} tokens/s; charlm's generate() reaches {rates['generate'] * floor:.0%} of it")
 
 
 if __name__ == "__main__":

@@ -90,7 +90,7 @@ class TBPTTBatches:
             yield self.window(i)
 
 
-def eval_windows(ids: np.ndarray, batch_size: int, seq_len: int, warmup: int = 128, min_stream_len: int = 256):
+def eval_windows(ids: np.ndarray, batch_size: int, seq_len: int, warmup: int = 32, min_stream_len: int = 256):
     """Cover every target of ``ids`` exactly once with B parallel streams; returns (warm, windows).
 
     Streams are L = ceil((N - 1) / B) long, and B is lowered so that L >= min_stream_len.

@@ -51,7 +51,7 @@ def evaluate(
 ) -> EvalResult:
     """Score every next-token prediction in ``ids`` (N,), carrying state along B parallel streams.
 
-    Every stream but the first reads the 128 tokens before its start unscored, so no
+    Every stream but the first reads the 32 tokens before its start unscored, so no
     prediction is made from a cold state except at the true beginning of the text.
 
     ``n_chars`` is the number of characters the N - 1 targets stand for

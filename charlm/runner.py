@@ -44,7 +44,8 @@ class TrainSetup:
 
 
 def _check_out_dir(out: Path, force: bool) -> None:
-    """Refuse to write into a folder holding another run (or other files) unless --force."""
+    """Refuse to write into a folder holding another run (or other files) unless --force. Removes nothing:
+    a run being replaced stays whole until the new one is ready to be written (_clear_old_run)."""
     if not out.exists():
         return
     if not out.is_dir():
@@ -52,10 +53,15 @@ def _check_out_dir(out: Path, force: bool) -> None:
     if checkpoint.is_run_dir(out):
         if not force:
             raise CheckpointError(f"{out} already holds a run: continue it with --resume {out}, or replace it with --force")
-        for name in checkpoint.RUN_FILES:
-            (out / name).unlink(missing_ok=True)
     elif any(out.iterdir()) and not force:
         raise CheckpointError(f"--out {out} is not empty: pick a new folder, or pass --force to write into it")
+
+
+def _clear_old_run(out: Path) -> None:
+    """With --force: remove the files of the run being replaced (other files in the folder stay)."""
+    if out.is_dir() and checkpoint.is_run_dir(out):
+        for name in checkpoint.RUN_FILES:
+            (out / name).unlink(missing_ok=True)
 
 
 def start_world(device_name: str) -> tuple[World, torch.device]:
@@ -112,7 +118,7 @@ class _RunParts:
 def _create_run(source: Source, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
                 val_source: str | None, spec: TokenizerSpec, cache_dir: Path | None, cache_min_bytes: int,
                 device: torch.device, command: str, world: World) -> _RunParts:
-    _check_out_dir(out, force=False)  # cheap checks first
+    _check_out_dir(out, force)  # before the slow work: a refused run costs no time
     run = prepare_with_progress(data.prepare_steps(source, train_config.val_fraction, train_config.test_fraction,
                                                    val_source, spec=spec, cache_dir=cache_dir,
                                                    cache_min_bytes=cache_min_bytes))
@@ -126,7 +132,8 @@ def _create_run(source: Source, out: Path, force: bool, model_config: ModelConfi
     train_config = dataclasses.replace(train_config, batch_size=batch_size, seq_len=seq_len,
                                        precision=runtime.resolve_precision(train_config.precision, device))
     world.check_batch_size(batch_size)
-    _check_out_dir(out, force)
+    _check_out_dir(out, force)  # again: the folder may have changed while the corpus was read
+    _clear_old_run(out)
     info = checkpoint.create_run(out, run.tokenizer, model_config, train_config, run.corpus_info, command)
     return _RunParts(info, run.tokenizer, run, model_config, train_config)
 

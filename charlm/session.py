@@ -31,7 +31,7 @@ import torch
 from charlm.config import SampleConfig
 from charlm.errors import CharlmError
 from charlm.model import RNNLM, State
-from charlm.sampling import Predictor, filter_logits
+from charlm.sampling import Predictor, filter_logits, sample_ids
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ class Session:
             if stop():
                 break
             probs = filter_logits(self.base.logits[0], self.sample_config)  # (V,)
-            token_id = int(probs.argmax()) if greedy else int(torch.multinomial(probs, 1, generator=self.generator))
+            token_id = int(probs.argmax()) if greedy else int(sample_ids(probs[None], self.generator))
             yield self._append(token_id, decoder)
         yield self._flush(decoder)
 

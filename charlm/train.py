@@ -192,6 +192,7 @@ class Trainer:
         # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         self.progress = Progress()
+        self._train_rate = 0.0  # tokens/s over the last StepReport's steps (0 until the first after step 1)
         self.hidden: State | None = None
         self._snapshot: tuple[dict, dict] | None = None  # (model, optimizer) state at the last good point
         self._explode_at = EXPLODED * math.log(max(model.vocab_size, 2))
@@ -248,13 +249,15 @@ class Trainer:
 
     def _eval_reserve(self) -> float:
         """Seconds to keep for the final evaluation: the last one's duration, or before any, an estimate
-        from the training speed (a forward pass costs about a third of forward + backward; take half)."""
+        from the training speed (a forward pass costs about a third of forward + backward; take half).
+        The speed is the last StepReport's, never the first step's: that one includes warm-up and, with
+        --compile, the compilation, which would make the estimate absurd."""
         p = self.progress
         if self.val_ids is None:
             return 0.0
         if p.last_eval_seconds:
             return p.last_eval_seconds
-        return len(self.val_ids) * p.elapsed / p.tokens / 2 if p.tokens else 0.0
+        return len(self.val_ids) / self._train_rate / 2 if self._train_rate else 0.0
 
     # ----- one step -----------------------------------------------------------------------------------------
 
@@ -426,6 +429,8 @@ class Trainer:
                 count += 1
                 if p.step % LOG_EVERY == 0 or p.step == 1:
                     rate = tokens_since / max(now - t_since, 1e-9)
+                    if p.step > 1:
+                        self._train_rate = rate
                     loss_sum, norm_sum, norm_max = sums.tolist()
                     yield StepReport(p.step, self._epoch_float(), loss_sum / count, lr, norm_sum / count, norm_max,
                                      rate, p.elapsed, min(self.horizon_fraction(), 1.0))

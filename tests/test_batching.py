@@ -60,7 +60,7 @@ def test_fit_to_corpus_shrinks_with_warnings():
     assert (batch, seq) == (1, 6) and len(warnings) == 2
 
 
-def eager_eval_windows(ids, batch_size, seq_len, warmup=128, min_stream_len=256):
+def eager_eval_windows(ids, batch_size, seq_len, warmup=32, min_stream_len=256):
     """The eager version eval_windows replaced: pads a full int64 copy, then reshapes it (B, L)."""
     n_targets = len(ids) - 1
     batch_size = max(1, min(batch_size, n_targets // min_stream_len))

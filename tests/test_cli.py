@@ -92,6 +92,19 @@ def test_refuses_to_overwrite_a_run(trained_run, tiny_corpus):
     assert result.exit_code == 1 and "--resume" in result.stderr and "--force" in result.stderr
 
 
+def test_force_replaces_a_run_and_keeps_other_files(tiny_corpus, tmp_path):
+    out = tmp_path / "run"
+    assert invoke("train", tiny_corpus, "--out", out, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
+    (out / "notes.txt").write_text("mine")
+    first = (out / "config.json").read_text()
+    refused = invoke("train", tiny_corpus, "--out", out, "--max-steps", "3", *TINY_MODEL_ARGS)
+    assert refused.exit_code == 1 and (out / "config.json").read_text() == first  # untouched
+    replaced = invoke("train", tiny_corpus, "--out", out, "--max-steps", "3", "--force", *TINY_MODEL_ARGS)
+    assert replaced.exit_code == 0, replaced.output
+    assert '"max_steps": 3' in (out / "config.json").read_text()
+    assert (out / "notes.txt").read_text() == "mine"
+
+
 def test_empty_corpus_is_refused(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

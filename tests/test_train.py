@@ -1,4 +1,5 @@
 import math
+import time
 
 import numpy as np
 import pytest
@@ -75,6 +76,28 @@ def test_time_budget_stops_the_run():
     # no step or epoch limit was set, so the clock stopped it; the final evaluation was reserved inside the budget
     assert p.epoch < 10_000 and trainer.config.max_steps is None and trainer.config.epochs is None
     assert isinstance(reports[-1], EvalReport) and reports[-1].final
+
+
+def test_a_slow_first_step_does_not_end_a_time_budget(monkeypatch):
+    """With --compile the first step includes the compilation; the evaluation reserve must not be
+    estimated from it (that once made a 60 s run stop after one step)."""
+    tok = CharTokenizer.fit(TINY_TEXT)
+    ids = tok.encode(TINY_TEXT)
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8), tok.vocab_size)
+    trainer = Trainer(model, ids[:2000], ids[2000:], TrainConfig(batch_size=4, seq_len=16, time_budget=2.0),
+                      torch.device("cpu"))
+    real_step, calls = trainer._train_step, []
+
+    def first_step_slow(*args):
+        calls.append(1)
+        if len(calls) == 1:
+            time.sleep(1.0)  # as if compiling: half the budget
+        return real_step(*args)
+
+    monkeypatch.setattr(trainer, "_train_step", first_step_slow)
+    list(trainer.run())
+    assert trainer.progress.stop_reason == "horizon"
+    assert trainer.progress.step > 20
 
 
 def test_nonfinite_loss_skips_step_and_lowers_lr():
