@@ -5,8 +5,9 @@ Prints:
 - training throughput of the default model (tokens/s and GFLOP/s, counting 6 x matmul parameters
   x tokens for forward + backward) and its ratio to the faster ceiling;
 - evaluation throughput (forward only, large batch, inference mode) and its ratio to training;
-- generation tokens/s at batch 1 with the carried state: charlm's generate(), the same steps sampled
-  with torch.multinomial, and the fused module called once per token (oneDNN's weight-reorder trap);
+- generation tokens/s at batch 1 with the carried state: charlm's generate(), the same with
+  torch.multinomial as the sampler, and the fused module called once per token (oneDNN's
+  weight-reorder trap);
 - the time of one batch-1 matrix-vector product of the recurrent weights, the floor under a step.
 
     python bench/throughput.py [--hidden 256 --layers 2 --batch-size 32 --seq-len 64]
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
+from unittest import mock
 
 import torch
 import torch.nn.functional as F
@@ -25,6 +27,7 @@ from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from charlm.evaluate import evaluate
 from charlm.model import RNNLM
 from charlm.runtime import autocast_dtype, tune_allocator
+from charlm import sampling
 from charlm.sampling import generate
 from charlm.train import make_optimizer
 
@@ -83,26 +86,29 @@ def train_tokens_per_s(model: RNNLM, train: TrainConfig, amp, steps=20) -> float
 def generation_tokens_per_s(model: RNNLM, n: int, path: str) -> float:
     """Tokens/s sampling n tokens at batch 1 with the state carried, along one of three paths:
 
-    generate      charlm's generate(): RNNLM.step (torch's one-step cell kernels) and inverse-CDF sampling;
-    cell-kernels  RNNLM.step and torch.multinomial;
-    fused         the fused module called once per token (what a naive sampler does) and torch.multinomial.
+    generate     charlm's generate(): RNNLM.step (torch's one-step cell kernels) and inverse-CDF sampling;
+    multinomial  the same generate() with torch.multinomial as the sampler;
+    fused        the fused module called once per token (what a naive sampler does) and torch.multinomial.
     """
     prompt = torch.tensor([1, 2, 3])
     config = SampleConfig(temperature=1.0)
 
-    def loop(step):
+    def fused_loop():
         with torch.inference_mode():
             logits, state = model(prompt.unsqueeze(0))
-            token = torch.multinomial(torch.softmax(logits[0, -1], -1), 1)
-            for _ in range(n - 1):
-                logits, state = step(token, state)
-                token = torch.multinomial(torch.softmax(logits.view(-1), -1), 1)
+            for _ in range(n):
+                token = torch.multinomial(torch.softmax(logits[0, -1], -1), 1)
+                logits, state = model(token.view(1, 1), state)
 
-    runs = {
-        "generate": lambda: sum(1 for _ in generate(model, prompt, n, config)),
-        "cell-kernels": lambda: loop(model.step),
-        "fused": lambda: loop(lambda token, state: model(token.view(1, 1), state)),
-    }
+    def multinomial(probs, generator=None):
+        return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+    def with_multinomial():
+        with mock.patch.object(sampling, "sample_ids", multinomial):
+            return sum(1 for _ in generate(model, prompt, n, config))
+
+    runs = {"generate": lambda: sum(1 for _ in generate(model, prompt, n, config)),
+            "multinomial": with_multinomial, "fused": fused_loop}
     return n / best_of(runs[path], repeats=3)
 
 
@@ -159,10 +165,10 @@ def main() -> None:
     print(f"evaluation (111,540 tokens, batch 128, inference mode): {result.tokens_per_s:,.0f} tokens/s = "
           f"{result.tokens_per_s / train_rate:.1f}x training throughput")
     model.eval()
-    rates = {path: generation_tokens_per_s(model, 2000, path) for path in ("generate", "cell-kernels", "fused")}
+    rates = {path: generation_tokens_per_s(model, 2000, path) for path in ("generate", "multinomial", "fused")}
     print(f"generation, batch 1, carried state, {torch.get_num_threads()} threads: "
-          f"{rates['generate']:,.0f} tokens/s with charlm's generate(), {rates['cell-kernels']:,.0f} with torch.multinomial "
-          f"({rates['generate'] / rates['cell-kernels']:.2f}x), {rates['fused']:,.0f} calling the fused module per "
+          f"{rates['generate']:,.0f} tokens/s with charlm's generate(), {rates['multinomial']:,.0f} with torch.multinomial "
+          f"({rates['generate'] / rates['multinomial']:.2f}x), {rates['fused']:,.0f} calling the fused module per "
           f"token ({rates['generate'] / rates['fused']:.2f}x)")
     floor = step_products_seconds(model)
     print(f"the matrix-vector products of one step alone: {floor * 1e6:.0f} us per token, a ceiling of "

@@ -405,7 +405,7 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
     generator = torch.Generator(device=device).manual_seed(seed)
     prompt_ids = torch.from_numpy(ids.astype("int64"))
     shown_prompt = "" if prompt == default_prompt(tok) else prompt
-    steps = generate(ck.model, prompt_ids, length, config, num_samples, device, generator)
+    steps = generate(ck.model, prompt_ids, length, config, num_samples, device, generator, tok.unk_id)
     write = sys.stdout.write
     try:
         if stream and num_samples == 1:

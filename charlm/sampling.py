@@ -19,12 +19,17 @@ from charlm.config import SampleConfig
 from charlm.model import RNNLM, State
 
 
-def filter_logits(logits: torch.Tensor, config: SampleConfig) -> torch.Tensor:
+def filter_logits(logits: torch.Tensor, config: SampleConfig, banned_id: int | None = None) -> torch.Tensor:
     """Apply temperature, top-k and top-p (nucleus) to logits (..., V); returns probabilities (..., V).
 
-    Temperature 0 puts all mass on the argmax (greedy).
+    Temperature 0 puts all mass on the argmax (greedy). ``banned_id`` (the
+    tokenizer's unknown token) gets probability 0: it stands for no character,
+    so generating it would write U+FFFD into the text.
     """
     logits = logits.float()
+    if banned_id is not None:
+        logits = logits.clone()
+        logits[..., banned_id] = float("-inf")
     if config.temperature == 0:
         return torch.zeros_like(logits).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
     logits = logits / config.temperature
@@ -95,17 +100,19 @@ def generate(
     num_samples: int = 1,
     device: torch.device | str = "cpu",
     generator: torch.Generator | None = None,
+    banned_id: int | None = None,
 ) -> Iterator[torch.Tensor]:
     """Yield ``length`` steps of new token ids, each (num_samples,), continuing ``prompt_ids`` (T,).
 
-    The samples run as one batch, so several cost little more than one.
+    The samples run as one batch, so several cost little more than one. ``banned_id`` (the tokenizer's
+    unknown token) is never generated.
     """
     if length <= 0:
         return
     predictor = Predictor(model, device, batch_size=num_samples)
     logits = predictor.feed(prompt_ids)  # (S, V)
     for _ in range(length):
-        probs = filter_logits(logits, config)  # (S, V)
+        probs = filter_logits(logits, config, banned_id)  # (S, V)
         if config.temperature == 0:
             next_ids = probs.argmax(-1)  # (S,)
         else:

@@ -142,7 +142,8 @@ class Session:
 
     def accept(self) -> str:
         """Append the most likely next token to the context (one undo step); returns the text it adds."""
-        probs = self._committed_probs()
+        self._committed_probs()
+        probs = filter_logits(self.base.logits[0], SampleConfig(temperature=0), self.tokenizer.unk_id)  # (V,)
         self._undo.append(_Undo(self.context, self.base))
         decoder = self.tokenizer.incremental_decoder()
         return self._append(int(probs.argmax()), decoder) + self._flush(decoder)
@@ -164,7 +165,7 @@ class Session:
         for _ in range(n):
             if stop():
                 break
-            probs = filter_logits(self.base.logits[0], self.sample_config)  # (V,)
+            probs = filter_logits(self.base.logits[0], self.sample_config, self.tokenizer.unk_id)  # (V,)
             token_id = int(probs.argmax()) if greedy else int(sample_ids(probs[None], self.generator))
             yield self._append(token_id, decoder)
         yield self._flush(decoder)

@@ -60,6 +60,19 @@ def test_incremental_state_matches_a_fresh_pass(cell):
     assert torch.allclose(s.probs(), fresh_probs(s, s.context), atol=1e-5)
 
 
+def test_the_unknown_token_is_never_generated_or_accepted():
+    s = tiny_session()
+    with torch.no_grad():
+        s.model.decoder.bias[s.tokenizer.unk_id] = 50.0  # the model all but insists on <unk>
+    s.feed("ab")
+    assert s.probs().argmax().item() == s.tokenizer.unk_id  # shown as what the model expects...
+    assert "\ufffd" not in s.accept()  # ...but never written into the text
+    for temperature in (0.0, 1.0):
+        s.sample_config = SampleConfig(temperature=temperature)
+        assert "\ufffd" not in "".join(s.generate(30))
+    assert "\ufffd" not in s.context
+
+
 def test_each_keystroke_costs_one_token_and_backspace_none():
     s = tiny_session()
     s.feed("abc " * 50)  # a long context: typing after it must not re-read it

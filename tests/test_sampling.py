@@ -1,8 +1,12 @@
-"""Inverse-CDF sampling draws from the right distribution and never picks a token of probability 0."""
+"""Inverse-CDF sampling draws from the right distribution and never picks a token of probability 0; the unknown
+token is never generated."""
 
+import pytest
 import torch
 
-from charlm.sampling import sample_ids
+from charlm.config import ModelConfig, SampleConfig
+from charlm.model import RNNLM
+from charlm.sampling import filter_logits, generate, sample_ids
 
 
 def test_sample_ids_follows_the_probabilities_and_never_picks_a_zero():
@@ -21,3 +25,22 @@ def test_sample_ids_survives_rows_that_do_not_sum_to_one():
     for _ in range(200):
         first, second = sample_ids(probs, generator).tolist()
         assert first in (0, 1) and second == 0
+
+
+def test_a_banned_token_gets_no_probability_under_any_filter():
+    logits = torch.tensor([[5.0, 1.0, 0.5, -1.0]])
+    for config in (SampleConfig(temperature=0), SampleConfig(temperature=1.0), SampleConfig(top_k=2),
+                   SampleConfig(top_p=0.5)):
+        probs = filter_logits(logits, config, banned_id=0)
+        assert probs[0, 0] == 0 and probs.sum().item() == pytest.approx(1.0)
+    assert logits[0, 0] == 5.0  # the caller's logits are left alone
+
+
+def test_generate_never_emits_the_banned_token():
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(hidden_size=8, embed_size=4), vocab_size=5).eval()
+    with torch.no_grad():
+        model.decoder.bias[0] = 50.0
+    steps = generate(model, torch.tensor([1, 2]), 50, SampleConfig(temperature=1.0), num_samples=4, banned_id=0)
+    ids = torch.stack(list(steps))  # (50, 4)
+    assert ids.shape == (50, 4) and (ids != 0).all()
