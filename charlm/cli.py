@@ -30,7 +30,9 @@ TOKENIZER_DEFAULTS = TokenizerSpec()
 
 
 class CharlmGroup(click.Group):
-    """A click group that reports CharlmError as one line (``Error: …``) and exit status 1, no traceback."""
+    """A click group that reports problems as one line on stderr, no traceback: CharlmError as
+    ``Error: …`` with exit status 1, and a mistyped command line (click's usage errors) as ``Error: …
+    (see 'charlm train --help')`` with click's exit status 2."""
 
     def invoke(self, ctx):
         try:
@@ -39,6 +41,10 @@ class CharlmGroup(click.Group):
             if os.environ.get("RANK", "0") != "0":  # under torchrun, rank 0 alone reports the problem
                 raise SystemExit(1) from None
             raise click.ClickException(str(e)) from None
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx is not None else ctx.command_path
+            click.echo(f"Error: {e.format_message()} (see '{where} --help')", err=True)
+            raise SystemExit(e.exit_code) from None
 
 
 @click.group(cls=CharlmGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -143,7 +149,8 @@ Examples:
 def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_split, text_column, level, vocab_size,
           model_type, normalize, cache_dir, no_cache, save_every, device, **options):
     """Train a model on CORPUS: one or more text files (gzip, bz2 and xz too), folders, shipped corpus
-    names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]).
+    names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
+    trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
 
     The corpus is split contiguously by characters (the last 10% validates), a
     character, byte or subword vocabulary is built from the training part only,
@@ -182,10 +189,12 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
         cache_dir = None if no_cache else (cache_dir or tokencache.default_dir())
         setup = runner.new_setup(source, out, force, model_config, train_config, val_source, spec, cache_dir,
                                  cache_min_bytes, device, command=_command_line(ctx))
+    finished = False
     try:
         code = runner.train_and_render(setup, save_every)
+        finished = True
     finally:
-        distributed.stop(setup.trainer.world)
+        distributed.stop(setup.trainer.world, finished)
     if code:
         sys.exit(code)
 
@@ -332,8 +341,10 @@ def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, impl,
     if show_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {show_k}")
     config = SampleConfig(temperature=temperature, top_p=top_p)
-    runner.run_repl(checkpoint, show_k, device, mode="line" if line_mode else "auto", sample_config=config,
-                    seed=seed, unknown=unknown, impl=impl)
+    refused = runner.run_repl(checkpoint, show_k, device, mode="line" if line_mode else "auto", sample_config=config,
+                              seed=seed, unknown=unknown, impl=impl)
+    if refused:  # piped input: the session went on past each one, but a script must be told
+        sys.exit(1)
 
 
 for _command in cli_explore.COMMANDS + cli_diagnose.COMMANDS:

@@ -7,13 +7,18 @@ CliRunner captures them in tests.
 from __future__ import annotations
 
 import math
+import os
+import sys
 
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
                            TimeRemainingColumn, TransferSpeedColumn)
 from rich.table import Table
 
-out = Console(highlight=False, soft_wrap=True)
+# Piped or redirected, rich would fit tables to 80 columns and cut the cells of a wide one (eval of several
+# runs); there is no screen to fit then, so allow wider lines (tables stay as narrow as their contents).
+_PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
+out = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

@@ -96,6 +96,11 @@ class Repl:
         self.show_k = show_k
         self.plain = plain
         self.live = live  # the live panel shows predictions, so nothing is printed for them
+        self.errors = 0  # inputs that were refused; piped, any makes the command exit 1 at the end
+
+    def error(self, message: str) -> None:
+        self.errors += 1
+        _error(message)
 
     def handle(self, line: str) -> bool:
         """Act on one line of input; returns False to quit."""
@@ -107,7 +112,7 @@ class Repl:
             else:
                 self.session.feed(unescape(line))
         except CharlmError as e:
-            _error(str(e))
+            self.error(str(e))
             return True
         self.show_predictions()
         return True
@@ -153,11 +158,11 @@ class Repl:
             elif name == "save":
                 self.save(arg)
             else:
-                _error(f"unknown command :{name} (:help lists them)")
+                self.error(f"unknown command :{name} (:help lists them)")
         except ValueError:
-            _error(f":{name} needs a number, e.g. ':{name} 5' (:help lists the commands)")
+            self.error(f":{name} needs a number, e.g. ':{name} 5' (:help lists the commands)")
         except CharlmError as e:
-            _error(str(e))
+            self.error(str(e))
         return True
 
     def _set(self, **change) -> None:
@@ -292,15 +297,16 @@ def step_threads(device) -> None:
 
 
 def run(model, tokenizer, device, show_k: int = 8, name: str = "", mode: str = "auto",
-        sample_config: SampleConfig | None = None, seed: int = 0, unknown: str = "error") -> None:
-    """Read input until :quit or end of input (Ctrl-D); ``mode`` is one of MODES (see module docstring)."""
+        sample_config: SampleConfig | None = None, seed: int = 0, unknown: str = "error") -> int:
+    """Read input until :quit or end of input (Ctrl-D); ``mode`` is one of MODES (see module docstring).
+    Returns the number of refused inputs when reading piped input (a script should know), else 0."""
     mode = choose_mode(mode)
     step_threads(device)
     session = Session(model, tokenizer, device, sample_config or SampleConfig(), seed, unknown)
     repl = Repl(session, show_k, plain=mode == "plain", live=mode == "live")
     if mode == "live":
         _run_live(repl, name)
-        return
+        return 0
     if mode == "line":
         _enable_readline()
         _banner(name, "type text; ':help' lists commands, Ctrl-D quits.")
@@ -314,6 +320,7 @@ def run(model, tokenizer, device, show_k: int = 8, name: str = "", mode: str = "
             continue
         if not repl.handle(line):
             break
+    return repl.errors if mode == "plain" else 0
 
 
 def _banner(name: str, how: str) -> None:
@@ -458,10 +465,10 @@ def _run_live(repl: Repl, name: str) -> None:
             try:
                 session.accept()
             except CharlmError as e:
-                _error(str(e))
+                repl.error(str(e))
         else:
             try:
                 session.preview(unescape(line))
                 session.commit()
             except CharlmError as e:
-                _error(str(e))
+                repl.error(str(e))

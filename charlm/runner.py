@@ -432,11 +432,12 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
 
 
 def run_repl(run_dir: Path, show_k: int, device_name: str, mode: str = "auto", sample_config: SampleConfig | None = None,
-             seed: int = 0, unknown: str = "error", impl: str | None = None) -> None:
+             seed: int = 0, unknown: str = "error", impl: str | None = None) -> int:
+    """Open the REPL on a run folder; returns the number of refused inputs (piped input only)."""
     from charlm import repl
 
     mode = repl.choose_mode(mode)  # cheap checks first: --line with piped input is refused before loading
     device = runtime.select_device(device_name)
     ck = checkpoint.load(run_dir, device, impl=impl)
-    repl.run(ck.model, ck.tokenizer, device, show_k, name=str(ck.run_dir), mode=mode, sample_config=sample_config,
-             seed=seed, unknown=unknown)
+    return repl.run(ck.model, ck.tokenizer, device, show_k, name=str(ck.run_dir), mode=mode,
+                    sample_config=sample_config, seed=seed, unknown=unknown)

@@ -105,6 +105,19 @@ def test_force_replaces_a_run_and_keeps_other_files(tiny_corpus, tmp_path):
     assert (out / "notes.txt").read_text() == "mine"
 
 
+@pytest.mark.parametrize("args, message", [
+    (["train", "hihello", "--cell", "transformer"], "'transformer' is not one of"),
+    (["train", "hihello", "--lr", "abc"], "'abc' is not a valid float"),
+    (["sample", "--no-such-option"], "No such option '--no-such-option'"),
+    (["trian"], "No such command 'trian'"),
+])
+def test_a_mistyped_command_line_is_one_line_with_the_help_to_read(args, message):
+    result = invoke(*args)
+    assert result.exit_code == 2
+    assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
+    assert message in result.stderr and "--help')" in result.stderr and "Traceback" not in result.output
+
+
 def test_empty_corpus_is_refused(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

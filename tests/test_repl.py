@@ -73,6 +73,15 @@ def test_the_unknown_token_is_never_generated_or_accepted():
     assert "\ufffd" not in s.context
 
 
+def test_piped_input_with_a_refused_line_goes_on_then_exits_1():
+    result = CliRunner().invoke(cli, ["repl", "-k", "2"], input="To be\n안녕\n:bogus\nor not\n:quit\n")
+    assert result.exit_code == 1
+    assert len(result.stdout.strip().splitlines()) == 2  # the two good lines were answered
+    assert result.stderr.count("error:") == 2 and "Traceback" not in result.output
+    clean = CliRunner().invoke(cli, ["repl", "-k", "2"], input="To be\n:quit\n")
+    assert clean.exit_code == 0
+
+
 def test_each_keystroke_costs_one_token_and_backspace_none():
     s = tiny_session()
     s.feed("abc " * 50)  # a long context: typing after it must not re-read it
@@ -193,7 +202,7 @@ def test_repl_piped_input(trained_run, tmp_path):
               f":k 2\n\n:topk 5\n:topp 0.9\n:seed 3\n:settings\n:save {tmp_path}/no/such/dir.txt\n:reset\n:help\n"
               ":quit\nnot read\n")
     result = invoke("repl", trained_run, "--top-k", "3", input=script)
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # it went on after each refused line, then says so
     lines = result.stdout.splitlines()
     assert re.fullmatch(r"entropy \d+\.\d\d bits \| (\S+ \d\.\d{3}  ){2}\S+ \d\.\d{3}", lines[0])
     assert lines[2].startswith("the c") and len(lines[2]) == 6  # :context after one accepted character
@@ -218,7 +227,7 @@ def test_repl_piped_greedy_generation_matches_sample(trained_run):
 
 def test_repl_reports_unknown_characters_and_goes_on(trained_run):
     result = invoke("repl", trained_run, input="the Q\nthe\n")
-    assert result.exit_code == 0
+    assert result.exit_code == 1
     assert "never saw: 'Q'" in result.stderr and result.stdout.startswith("entropy ")
 
 
