@@ -18,7 +18,8 @@ import click
 
 from charlm import __version__, cli_diagnose, cli_explore
 from charlm.cli_options import device_option, impl_override_option, unknown_option
-from charlm.config import CELLS, IMPLS, OPTIMIZERS, PRECISIONS, ModelConfig, SampleConfig, TrainConfig, parse_duration
+from charlm.config import (CELLS, DEFAULT_LR, IMPLS, OPTIMIZERS, PRECISIONS, ModelConfig, SampleConfig, TrainConfig,
+                           parse_duration)
 from charlm.corpus import Source
 from charlm.errors import CharlmError, ConfigError
 from charlm.tokenizer import LEVELS, NORMALIZATIONS, SUBWORD_MODELS, TokenizerSpec
@@ -130,7 +131,7 @@ Examples:
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, show_default=True, help="Parallel streams per step.")
 @click.option("-t", "--seq-len", "--bptt", "seq_len", type=int, default=TRAIN_DEFAULTS.seq_len, show_default=True, help="Truncated BPTT length (tokens per window).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=TRAIN_DEFAULTS.optimizer, show_default=True)
-@click.option("--lr", type=float, default=TRAIN_DEFAULTS.lr, show_default=True, help="Peak learning rate.")
+@click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: 1e-2 for LSTM, 3e-3 for GRU and RNN]")
 @click.option("--min-lr-ratio", type=float, default=TRAIN_DEFAULTS.min_lr_ratio, show_default=True, help="Cosine decay floor as a fraction of --lr.")
 @click.option("--warmup", "warmup_steps", type=int, default=TRAIN_DEFAULTS.warmup_steps, show_default=True, help="Linear warmup steps.")
 @click.option("--weight-decay", type=float, default=TRAIN_DEFAULTS.weight_decay, show_default=True)
@@ -178,6 +179,8 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
         model_keys = {"cell", "num_layers", "hidden_size", "embed_size", "dropout", "tie_weights", "impl"}
         model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_keys})
         train_options = {k: v for k, v in options.items() if k not in model_keys}
+        if train_options["lr"] is None:
+            train_options["lr"] = DEFAULT_LR[model_config.cell]
         if train_options["epochs"] is None and train_options["max_steps"] is None and train_options["time_budget"] is None:
             train_options["time_budget"] = DEFAULT_TIME_BUDGET
         train_config = TrainConfig(**train_options)

@@ -50,15 +50,16 @@ def filter_logits(logits: torch.Tensor, config: SampleConfig, banned_id: int | N
 def sample_ids(probs: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """One token id per row of probs (S, V), drawn with those probabilities → (S,) int64.
 
-    Inverse-CDF sampling: the first token whose cumulative probability exceeds a
-    uniform number. It samples from the same distribution as ``torch.multinomial``
-    at a fraction of its cost for one row (docs/performance.md). The uniform is
-    scaled by the row's total so rounding in the cumulative sum can never pick
-    past the last token, and a token of probability 0 is never picked.
+    Inverse-CDF sampling: the first token whose cumulative probability reaches a
+    uniform number u in (0, total]. It samples from the same distribution as
+    ``torch.multinomial`` at a fraction of its cost for one row
+    (docs/performance.md). Taking u in (0, total] rather than [0, 1) keeps both
+    ends safe: u > 0 never picks a leading token of probability 0, and u ≤ the
+    row's own total (rounding included) never picks past the last token.
     """
     cdf = probs.cumsum(-1)  # (S, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device) * cdf[:, -1:]  # (S, 1)
-    return torch.searchsorted(cdf, u, right=True).squeeze(-1)
+    uniform = 1.0 - torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)  # (S, 1) in (0, 1]
+    return torch.searchsorted(cdf, uniform * cdf[:, -1:]).squeeze(-1)
 
 
 class Predictor:

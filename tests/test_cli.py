@@ -118,6 +118,16 @@ def test_a_mistyped_command_line_is_one_line_with_the_help_to_read(args, message
     assert message in result.stderr and "--help')" in result.stderr and "Traceback" not in result.output
 
 
+@pytest.mark.parametrize("cell, args, lr", [("lstm", [], 1e-2), ("gru", [], 3e-3), ("rnn", [], 3e-3),
+                                              ("gru", ["--lr", "0.02"], 0.02)])
+def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, cell, args, lr):
+    out = tmp_path / cell
+    result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "1", "--cell", cell, "--hidden", "8",
+                    "--embed", "4", "--layers", "1", "--batch-size", "2", "--seq-len", "8", *args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == lr
+
+
 def test_empty_corpus_is_refused(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from charlm import checkpoint
 from charlm.cli import cli
-from charlm.config import ModelConfig, TrainConfig
+from charlm.config import DEFAULT_LR, ModelConfig, TrainConfig
 
 RUN = checkpoint.pretrained_dir()
 pytestmark = pytest.mark.skipif(not (RUN / "model.safetensors").exists(), reason="pretrained model not built")
@@ -44,9 +44,10 @@ def test_files_match_the_recorded_command():
     assert model == ModelConfig()  # trained with the default settings
     train = TrainConfig.from_dict(info["train"])
     defaults = TrainConfig()
-    for name in ("batch_size", "seq_len", "optimizer", "lr", "min_lr_ratio", "warmup_steps", "weight_decay",
+    for name in ("batch_size", "seq_len", "optimizer", "min_lr_ratio", "warmup_steps", "weight_decay",
                  "grad_clip", "eval_every", "seed", "val_fraction"):
         assert getattr(train, name) == getattr(defaults, name) == params.get(name, getattr(defaults, name)), name
+    assert params["lr"] is None and train.lr == DEFAULT_LR[model.cell]  # the default learning rate for its cell
     assert train.max_steps == params["max_steps"]
 
 

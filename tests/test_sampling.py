@@ -44,3 +44,10 @@ def test_generate_never_emits_the_banned_token():
     steps = generate(model, torch.tensor([1, 2]), 50, SampleConfig(temperature=1.0), num_samples=4, banned_id=0)
     ids = torch.stack(list(steps))  # (50, 4)
     assert ids.shape == (50, 4) and (ids != 0).all()
+
+
+def test_sample_ids_at_the_ends_of_the_uniform_range(monkeypatch):
+    probs = torch.tensor([[0.0, 0.7, 0.3, 0.0]])
+    for u in (0.0, 1.0 - 2**-24):  # torch.rand's smallest and largest float32 values
+        monkeypatch.setattr(torch, "rand", lambda *shape, u=u, **kw: torch.full(shape, u))
+        assert sample_ids(probs).item() in (1, 2)
