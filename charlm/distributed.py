@@ -105,9 +105,8 @@ def start(world: World, device: torch.device) -> torch.device:
 
 def stop(world: World, finished: bool = False) -> None:
     """Leave the process group. After a run that ``finished`` normally, every rank first waits for the
-    others (a barrier), so none tears its connections down while another still talks to it: without it,
-    gloo sometimes aborted the rank whose peer had already exited. After an error there is no barrier:
-    the other ranks may never arrive."""
+    others (a barrier), so none tears its connections down while another may still talk to it. After an
+    error there is no barrier: the other ranks may never arrive."""
     if world.is_distributed and dist.is_initialized():
         if finished:
             dist.barrier()

@@ -62,6 +62,12 @@ def test_two_processes_with_half_batches_match_one_process(tmp_path, corpus):
                    capture_output=True, env=ENV)
     done = subprocess.run(torchrun("train", corpus, "--out", double, "--max-steps", 30, *ARGS),
                           capture_output=True, text=True, env=ENV)
+    if done.returncode != 0 and "(SIGABRT)" in done.stderr:
+        # About one run in fifty on the 2-core CI machine, a gloo process aborts (SIGABRT) with no message
+        # of its own; not reproduced in 90 runs outside pytest, cause unknown (docs/performance.md). One
+        # fresh try, so that this known flake does not hide what the test checks; a second abort fails.
+        done = subprocess.run(torchrun("train", corpus, "--out", double, "--max-steps", 30, "--force", *ARGS),
+                              capture_output=True, text=True, env=ENV)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.count("training finished") == 1  # only rank 0 prints
 
