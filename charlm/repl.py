@@ -99,8 +99,9 @@ class Repl:
         self.errors = 0  # inputs that were refused; piped, any makes the command exit 1 at the end
 
     def error(self, message: str) -> None:
+        """A problem with one input: reported on stderr, counted, and the session goes on."""
         self.errors += 1
-        _error(message)
+        console.err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
     def handle(self, line: str) -> bool:
         """Act on one line of input; returns False to quit."""
@@ -205,11 +206,6 @@ class Repl:
             console.out.print(plain_line(prediction), markup=False, highlight=False)
         else:
             console.out.print(prediction_table(prediction, self.session.context))
-
-
-def _error(message: str) -> None:
-    """A problem with one input: reported on stderr, and the session goes on."""
-    console.err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 @contextlib.contextmanager

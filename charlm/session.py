@@ -142,11 +142,10 @@ class Session:
 
     def accept(self) -> str:
         """Append the most likely next token to the context (one undo step); returns the text it adds."""
-        self._committed_probs()
-        probs = filter_logits(self.base.logits[0], SampleConfig(temperature=0), self.tokenizer.unk_id)  # (V,)
+        self._commit_for_writing()
         self._undo.append(_Undo(self.context, self.base))
         decoder = self.tokenizer.incremental_decoder()
-        return self._append(int(probs.argmax()), decoder) + self._flush(decoder)
+        return self._append(self._next_token(SampleConfig(temperature=0)), decoder) + self._flush(decoder)
 
     def generate(self, n: int, stop=lambda: False) -> Iterator[str]:
         """Sample up to ``n`` tokens with ``sample_config``, yielding the text each one adds to the context.
@@ -158,16 +157,13 @@ class Session:
         """
         if n < 0:
             raise CharlmError(f"cannot generate {n} tokens: give a count of 0 or more")
-        self._committed_probs()
+        self._commit_for_writing()
         self._undo.append(_Undo(self.context, self.base))
         decoder = self.tokenizer.incremental_decoder()
-        greedy = self.sample_config.temperature == 0
         for _ in range(n):
             if stop():
                 break
-            probs = filter_logits(self.base.logits[0], self.sample_config, self.tokenizer.unk_id)  # (V,)
-            token_id = int(probs.argmax()) if greedy else int(sample_ids(probs[None], self.generator))
-            yield self._append(token_id, decoder)
+            yield self._append(self._next_token(self.sample_config), decoder)
         yield self._flush(decoder)
 
     def set_seed(self, seed: int) -> None:
@@ -214,13 +210,20 @@ class Session:
         self.context += text
         return text
 
-    def _committed_probs(self) -> torch.Tensor:
+    def _commit_for_writing(self) -> None:
+        """Commit the buffer before the model writes after it; an error when there is nothing to continue."""
         if self._buffer_text:
             self.commit()
-        probs = self._probs(self.base)
-        if probs is None:
+        if self.base.logits is None:
             raise CharlmError("there is nothing to continue yet: type some text first")
-        return probs
+
+    def _next_token(self, config: SampleConfig) -> int:
+        """The id to write after the committed context under ``config`` (greedy at temperature 0), never the
+        tokenizer's unknown token."""
+        probs = filter_logits(self.base.logits[0], config, self.tokenizer.unk_id)  # (V,)
+        if config.temperature == 0:
+            return int(probs.argmax())
+        return int(sample_ids(probs[None], self.generator))
 
     @staticmethod
     def _probs(point: _Point) -> torch.Tensor | None:
