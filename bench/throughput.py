@@ -115,7 +115,7 @@ def generation_tokens_per_s(model: RNNLM, n: int, path: str) -> float:
 def step_products_seconds(model: RNNLM) -> float:
     """Time of the batch-1 matrix-vector products in one generation step (every layer's input and recurrent
     weights and the decoder), float32: a floor under a step that no amount of Python can lower."""
-    shapes = [w.shape for layer in model.rnn.all_weights for w in layer[:2]] + [model.decoder.weight.shape]
+    shapes = [w.shape for layer in model.layer_weights for w in layer[:2]] + [model.decoder.weight.shape]
     products = [(torch.randn(1, cols), torch.randn(rows, cols)) for rows, cols in shapes]
 
     def step():

@@ -31,7 +31,6 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 Weights = list[torch.Tensor]  # one layer's [w_ih, w_hh, b_ih, b_hh], as in nn.RNNBase.all_weights
 
@@ -90,14 +89,12 @@ REFERENCE_CELLS: dict[str, Callable] = {"rnn": rnn_tanh_cell, "rnn-relu": rnn_re
                                         "gru": gru_cell}
 
 
-def layers_step(cell: Callable, x: torch.Tensor, state, weights: list[Weights], dropout: float = 0.0,
-                training: bool = False):
+def layers_step(cell: Callable, x: torch.Tensor, state, weights: list[Weights]):
     """One time step up through stacked layers: x (B, I) → top layer's h (B, H), new state.
 
     ``state`` is h (layers, B, H), or (h, c) for the LSTM; ``cell`` is a reference
-    cell or one of torch's one-step kernels. Like torch's modules, dropout (in
-    training only) acts on each layer's output on its way to the next layer,
-    never on the top layer's.
+    cell or one of torch's one-step kernels. No dropout: charlm.model applies it
+    between layers, around one layer's whole sequence at a time.
     """
     lstm = isinstance(state, tuple)
     new = []
@@ -105,8 +102,6 @@ def layers_step(cell: Callable, x: torch.Tensor, state, weights: list[Weights], 
         s = cell(x, (state[0][layer], state[1][layer]) if lstm else state[layer], *layer_weights)  # (B, H) or (h, c)
         new.append(s)
         x = s[0] if lstm else s  # (B, H): this layer's output is the next layer's input
-        if training and dropout and layer < len(weights) - 1:
-            x = F.dropout(x, dropout, training=True)
     if lstm:
         return x, (torch.stack([h for h, _ in new]), torch.stack([c for _, c in new]))  # (layers, B, H) each
     return x, torch.stack(new)  # (layers, B, H)
@@ -116,14 +111,13 @@ class TimeRNN(nn.Module):
     """Stacked layers of one reference cell over an explicit time loop, batch-first.
 
     It has no parameters: ``forward`` takes the weights of the fused module it
-    stands in for (``rnn.all_weights``), so both paths share one set.
+    stands in for (their ``all_weights``; ``RNNLM.layer_weights``), so both paths share one set.
     """
 
-    def __init__(self, cell: str, dropout: float = 0.0):
+    def __init__(self, cell: str):
         super().__init__()
         self.cell_name = cell
         self.cell = REFERENCE_CELLS[cell]
-        self.dropout = dropout  # between layers, in training, as nn.RNN's dropout
 
     def zero_state(self, x: torch.Tensor, weights: list[Weights]):
         """Zeros shaped (layers, B, H) (twice for the LSTM), on x's device and dtype."""
@@ -139,7 +133,7 @@ class TimeRNN(nn.Module):
         if state is None:
             state = self.zero_state(x, weights)
         for t in range(x.shape[1]):
-            h, state = layers_step(self.cell, x[:, t], state, weights, self.dropout, self.training)
+            h, state = layers_step(self.cell, x[:, t], state, weights)
             yield h, state
 
     def forward(self, x: torch.Tensor, state, weights: list[Weights]):

@@ -21,6 +21,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,7 +37,7 @@ from charlm.errors import CharlmError, CheckpointError
 from charlm.model import RNNLM, State
 from charlm.tokenizer import CharTokenizer, tokenizer_from_dict
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: one recurrent module per layer (see _upgrade_names)
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILE = "model.safetensors"
@@ -151,7 +152,21 @@ def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], d
     return tensors, metadata
 
 
+_FORMAT_1_LAYER_NAME = re.compile(r"rnn\.(weight|bias)_(ih|hh)_l(\d+)")
+
+
+def _upgrade_names(tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Format 1 kept the layers in one stacked module (``rnn.weight_ih_l1``); format 2 has one module
+    per layer (``layers.1.weight_ih_l0``). Same tensors in the same order, so optimizer state carries over."""
+    def rename(name: str) -> str:
+        m = _FORMAT_1_LAYER_NAME.fullmatch(name)
+        return f"layers.{m[3]}.{m[1]}_{m[2]}_l0" if m else name
+
+    return {rename(name): t for name, t in tensors.items()}
+
+
 def _load_weights(model: RNNLM, tensors: dict[str, torch.Tensor], path: Path) -> None:
+    tensors = _upgrade_names(tensors)
     expected = set(model_tensors(model))
     if set(tensors) != expected:
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)

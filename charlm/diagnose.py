@@ -102,7 +102,7 @@ def gradient_norms(model: RNNLM, ids: torch.Tensor, length: int, windows: int) -
     model = copy.deepcopy(model).to(torch.float64).eval()
     batch = torch.stack([ids[s:s + length + 1] for s in window_starts(len(ids), length, windows)])  # (W, T+1)
     x = model.embed(batch[:, :-1]).to(torch.float64)  # (W, T, E)
-    hs = [h for h, _ in model.time_rnn.unroll(x, None, model.rnn.all_weights)]  # T tensors (W, H)
+    hs = [h for h, _ in model.time_rnn.unroll(x, None, model.layer_weights)]  # T tensors (W, H)
     loss = F.cross_entropy(model.decoder(hs[-1]), batch[:, -1], reduction="sum")  # each window's own loss_T
     grads = torch.autograd.grad(loss, hs)  # d loss_T / d h_t, each (W, H)
     norms = torch.stack([g.norm(dim=1) for g in reversed(grads)], dim=1)  # (W, T): column k is distance k

@@ -1,15 +1,22 @@
-"""RNNLM: embedding (or one-hot) → nn.RNN / nn.LSTM / nn.GRU → dropout → linear decoder.
+"""RNNLM: embedding (or one-hot) → stacked nn.RNN / nn.LSTM / nn.GRU layers → linear decoder, dropout between.
 
-The recurrent layers are torch's fused modules (cuDNN / oneDNN kernels). For a
-vanilla RNN layer that is the course-notes recurrence
+Each layer is one of torch's fused single-layer modules (cuDNN / oneDNN kernels).
+For a vanilla RNN layer that is the course-notes recurrence
 
     h_t = tanh(x_t W_x + h_{t-1} W_h + b)
 
 and for the LSTM the gated version with i, f, g, o gates and a cell state c_t.
 With ``ModelConfig.impl == "reference"`` the same weights run through
 charlm.cells instead: those equations written out, over an explicit time loop
-(slower, and the same function). The fused module owns the weights either way,
+(slower, and the same function). The fused modules own the weights either way,
 so parameter names and checkpoints do not depend on the implementation.
+
+Dropout acts on each layer's output (on its way to the next layer, and on the
+top layer's on its way to the decoder). "locked" dropout (Gal & Ghahramani
+2016; Merity et al. 2018) draws one mask per sequence and keeps it for every
+time step of the window; "standard" draws a fresh mask per time step, as torch's
+stacked modules do. docs/performance.md measures both.
+
 The model maps ids (B, T) and a carried state to logits (B, T, V) and the new
 state; it knows nothing of characters, losses or files.
 """
@@ -20,7 +27,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charlm.cells import REFERENCE_CELLS, TimeRNN, layers_step
+from charlm.cells import REFERENCE_CELLS, TimeRNN, Weights, layers_step
 from charlm.config import ModelConfig
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, c) for the LSTM; each (layers, B, H)
@@ -28,6 +35,26 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, c) for the
 _RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}
 # torch's single-step kernels: one call per layer and time step, same maths as the fused modules
 _CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell, "rnn-relu": torch.rnn_relu_cell}
+
+
+class LockedDropout(nn.Module):
+    """Dropout with one mask per sequence, shared by all its time steps: x (B, T, H) → (B, T, H).
+
+    A unit dropped from a sequence stays dropped for the whole window, so the
+    next layer cannot average the noise away over time; and drawing B × H
+    random numbers instead of B × T × H makes it much cheaper on CPU.
+    """
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = x.new_empty(x.shape[0], 1, x.shape[2]).bernoulli_(keep).div_(keep)  # (B, 1, H)
+        return x * mask
 
 
 class RNNLM(nn.Module):
@@ -40,17 +67,14 @@ class RNNLM(nn.Module):
         # embed_size 0 feeds one-hot vectors, as in the classic exercise (no embedding parameters).
         self.embedding = nn.Embedding(vocab_size, config.embed_size) if config.embed_size else None
         input_size = config.embed_size or vocab_size
+        rnn_class = _RNN_CLASSES[config.cell]
         extra = {"nonlinearity": "relu"} if config.cell == "rnn-relu" else {}
-        self.rnn = _RNN_CLASSES[config.cell](
-            input_size,
-            config.hidden_size,
-            num_layers=config.num_layers,
-            dropout=config.dropout if config.num_layers > 1 else 0.0,
-            batch_first=True,
-            **extra,
+        self.layers = nn.ModuleList(
+            rnn_class(input_size if i == 0 else config.hidden_size, config.hidden_size, batch_first=True, **extra)
+            for i in range(config.num_layers)
         )
-        self.time_rnn = TimeRNN(config.cell, dropout=self.rnn.dropout)  # the reference path; no weights of its own
-        self.drop = nn.Dropout(config.dropout)
+        self.time_rnn = TimeRNN(config.cell)  # the reference path; no weights of its own
+        self.drop = LockedDropout(config.dropout) if config.dropout_kind == "locked" else nn.Dropout(config.dropout)
         self.decoder = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:
             # Press & Wolf (2017), "Using the Output Embedding to Improve Language Models".
@@ -63,11 +87,14 @@ class RNNLM(nn.Module):
             # (Gers et al. 2000; Jozefowicz et al. 2015). torch orders gates i, f, g, o and
             # adds bias_ih + bias_hh, so set one to 1 and the other to 0 over the f slice.
             hidden = self.config.hidden_size
-            for name, param in self.rnn.named_parameters():
-                if name.startswith("bias_ih"):
-                    nn.init.constant_(param[hidden:2 * hidden], 1.0)
-                elif name.startswith("bias_hh"):
-                    nn.init.constant_(param[hidden:2 * hidden], 0.0)
+            for _, _, b_ih, b_hh in self.layer_weights:
+                nn.init.constant_(b_ih[hidden:2 * hidden], 1.0)
+                nn.init.constant_(b_hh[hidden:2 * hidden], 0.0)
+
+    @property
+    def layer_weights(self) -> list[Weights]:
+        """Each layer's [w_ih, w_hh, b_ih, b_hh], bottom layer first: the weights charlm.cells takes."""
+        return [layer.all_weights[0] for layer in self.layers]
 
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
         """Zero state for ``batch_size`` streams."""
@@ -84,12 +111,16 @@ class RNNLM(nn.Module):
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """ids (B, T) int64, state or None (zeros) → logits (B, T, V), new state."""
         x = self.embed(ids)  # (B, T, E)
-        if self.config.impl == "reference":
-            out, state = self.time_rnn(x, state, self.rnn.all_weights)  # (B, T, H)
-        else:
-            out, state = self.rnn(x, state)  # (B, T, H)
-        logits = self.decoder(self.drop(out))  # (B, T, V)
-        return logits, state
+        new = []
+        for i, layer in enumerate(self.layers):
+            s = None if state is None else layer_state(state, i)
+            if self.config.impl == "reference":
+                x, s = self.time_rnn(x, s, layer.all_weights)  # (B, T, H)
+            else:
+                x, s = layer(x, s)  # (B, T, H)
+            x = self.drop(x)
+            new.append(s)
+        return self.decoder(x), stack_layer_states(new)  # logits (B, T, V)
 
     def step(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """One time step for generation: ids (B,) int64, state → logits (B, V), new state.
@@ -104,11 +135,25 @@ class RNNLM(nn.Module):
         if state is None:
             state = self.init_state(ids.shape[0], ids.device)
         cells = REFERENCE_CELLS if self.config.impl == "reference" else _CELL_STEPS
-        h, state = layers_step(cells[self.config.cell], x, state, self.rnn.all_weights)  # (B, H)
+        h, state = layers_step(cells[self.config.cell], x, state, self.layer_weights)  # (B, H)
         return self.decoder(h), state  # (B, V)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+
+def layer_state(state: State, layer: int) -> State:
+    """One layer's slice of a stacked state, keeping the layer axis: (1, B, H), twice for the LSTM."""
+    if isinstance(state, tuple):
+        return tuple(s[layer:layer + 1] for s in state)
+    return state[layer:layer + 1]
+
+
+def stack_layer_states(states: list[State]) -> State:
+    """Per-layer states, each (1, B, H), bottom first → the stacked state (layers, B, H)."""
+    if isinstance(states[0], tuple):
+        return tuple(torch.cat(parts) for parts in zip(*states))
+    return torch.cat(states)
 
 
 def detach_state(state: State) -> State:

@@ -25,7 +25,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from charlm.display import text_pieces
 from charlm.errors import CharlmError
@@ -88,15 +87,13 @@ def _step(cell: str, xw: torch.Tensor, hw: torch.Tensor, h: torch.Tensor, c: tor
 @torch.inference_mode()
 def trace(model: RNNLM, tokenizer, ids: np.ndarray) -> Trace:
     """ids (T,) → every layer's h (and LSTM c) after every token, from a zero state, dropout off."""
-    cell, rnn = model.config.cell, model.rnn
+    cell = model.config.cell
     device = next(model.parameters()).device
     x_ids = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=device)  # (T,)
-    x = model.embedding(x_ids) if model.embedding is not None else F.one_hot(x_ids, model.vocab_size).float()  # (T, E)
+    x = model.embed(x_ids)  # (T, E)
     hidden = model.config.hidden_size
     hs, cs = [], []
-    for layer in range(model.config.num_layers):
-        w_ih, w_hh = getattr(rnn, f"weight_ih_l{layer}"), getattr(rnn, f"weight_hh_l{layer}")  # (G*H, in), (G*H, H)
-        b_ih, b_hh = getattr(rnn, f"bias_ih_l{layer}"), getattr(rnn, f"bias_hh_l{layer}")  # (G*H,)
+    for w_ih, w_hh, b_ih, b_hh in model.layer_weights:  # (G*H, in), (G*H, H), (G*H,), (G*H,)
         xw = x @ w_ih.T + b_ih  # (T, G*H): the input part of every step at once
         h = torch.zeros(hidden, device=device)
         c = torch.zeros(hidden, device=device) if cell == "lstm" else None

@@ -1,13 +1,19 @@
 import json
 import os
 import pickle
+import re
 from pathlib import Path
 
 import pytest
 import torch
+from click.testing import CliRunner
 
 from charlm import checkpoint
+from charlm.cli import cli
 from charlm.errors import CheckpointError
+from charlm.train import StepReport, Trainer
+
+from conftest import TINY_MODEL_ARGS
 
 
 def test_load_gives_identical_outputs(trained_run):
@@ -100,3 +106,49 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
         checkpoint.atomic_write(target, b"new contents that never land")
     assert target.read_bytes() == b"old contents"
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temp file left behind
+
+
+def _as_format_1(run: Path) -> None:
+    """Rewrite a run as charlm wrote it before one module per layer: stacked names, no dropout_kind."""
+    def old_name(name):
+        return re.sub(r"layers\.(\d+)\.(weight|bias)_(ih|hh)_l0", r"rnn.\2_\3_l\1", name)
+
+    for file in (checkpoint.MODEL_FILE, checkpoint.LAST_FILE):
+        tensors, metadata = checkpoint._read_safetensors(run / file, "weights")
+        tensors = {old_name(k): v for k, v in tensors.items()}
+        metadata = {**metadata, "format_version": "1", "weights_sha256": checkpoint.tensors_sha256(tensors)}
+        checkpoint._write_safetensors(run / file, tensors, metadata)
+    info = json.loads((run / "config.json").read_text())
+    info["format_version"] = 1
+    del info["model"]["dropout_kind"]
+    (run / "config.json").write_text(json.dumps(info))
+
+
+def test_a_format_1_run_loads_the_same_weights(trained_run, tmp_path):
+    run = copy_run(trained_run, tmp_path / "run")
+    _as_format_1(run)
+    assert any(k.startswith("rnn.") for k in checkpoint._read_safetensors(run / checkpoint.MODEL_FILE, "")[0])
+    old, new = checkpoint.load(run), checkpoint.load(trained_run)
+    assert old.model_config.dropout_kind == "standard"  # what it was trained with
+    for (name, a), b in zip(old.model.state_dict().items(), new.model.state_dict().values()):
+        assert torch.equal(a, b), name
+
+
+def test_an_interrupted_format_1_run_resumes(tiny_corpus, tmp_path, monkeypatch):
+    original_run = Trainer.run
+
+    def run_then_stop(self):
+        for report in original_run(self):
+            yield report
+            if isinstance(report, StepReport) and report.step >= 20:
+                self.request_stop("SIGINT")
+
+    monkeypatch.setattr(Trainer, "run", run_then_stop)
+    run = tmp_path / "run"
+    args = ["train", str(tiny_corpus), "--out", str(run), "--max-steps", "40", *TINY_MODEL_ARGS, "--layers", "2"]
+    assert CliRunner().invoke(cli, args).exit_code == 130
+    monkeypatch.setattr(Trainer, "run", original_run)
+    _as_format_1(run)
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output  # the optimizer moments fit the renamed weights
+    assert checkpoint.load(run, weights=checkpoint.LAST_FILE).weights["step"] == 40

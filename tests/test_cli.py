@@ -128,6 +128,17 @@ def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, ce
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == lr
 
 
+@pytest.mark.parametrize("args, dropout", [(["--time-budget", "60s"], 0.1), (["--time-budget", "2m"], 0.1),
+                                           (["--time-budget", "5m"], 0.2), ([], 0.2), (["--epochs", "1"], 0.2),
+                                           (["--time-budget", "60s", "--dropout", "0.3"], 0.3)])
+def test_the_default_dropout_depends_on_the_time_budget(tiny_corpus, tmp_path, args, dropout):
+    out = tmp_path / "run"
+    result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "1", "--hidden", "8", "--embed", "4",
+                    "--layers", "1", "--batch-size", "2", "--seq-len", "8", *args)
+    assert result.exit_code == 0, result.output
+    assert json.loads((out / "config.json").read_text())["model"]["dropout"] == dropout
+
+
 def test_empty_corpus_is_refused(tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")

@@ -37,7 +37,7 @@ def test_gradient_norms_are_d_loss_at_T_by_d_h_t():
     model = RNNLM(ModelConfig(cell="rnn", num_layers=1, hidden_size=5, embed_size=3, dropout=0.0), vocab_size=6)
     ids = torch.randint(0, 6, (30,))
     norms = diagnose.gradient_norms(model, ids, length=4, windows=1)
-    w_ih, w_hh, b_ih, b_hh = [p.detach().double() for p in model.rnn.all_weights[0]]
+    w_ih, w_hh, b_ih, b_hh = [p.detach().double() for p in model.layer_weights[0]]
     h = torch.zeros(5, dtype=torch.float64, requires_grad=True)
     hs = []
     for x in model.embedding(ids[:4]).detach().double():

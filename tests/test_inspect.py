@@ -4,7 +4,6 @@ examples, and the command."""
 import numpy as np
 import pytest
 import torch
-import torch.nn as nn
 from click.testing import CliRunner
 
 from charlm import checkpoint, units
@@ -25,16 +24,6 @@ def tiny_model(cell, num_layers=2, hidden_size=5):
     return model.eval(), tokenizer
 
 
-def layer_module(model, layer):
-    """Layer ``layer`` of the fused stack as a one-layer fused module with the same weights."""
-    rnn = model.rnn
-    extra = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
-    single = type(rnn)(rnn.input_size if layer == 0 else rnn.hidden_size, rnn.hidden_size, batch_first=True, **extra)
-    for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"):
-        getattr(single, f"{name}_l0").data.copy_(getattr(rnn, f"{name}_l{layer}").data)
-    return single
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
 def test_trace_matches_the_fused_module(cell):
     model, tokenizer = tiny_model(cell)
@@ -42,22 +31,21 @@ def test_trace_matches_the_fused_module(cell):
     trace = units.trace(model, tokenizer, ids)
     x = torch.from_numpy(ids).unsqueeze(0)  # (1, T)
     with torch.no_grad():
-        out, state = model.rnn(model.embedding(x))  # out (1, T, H): the top layer; state: every layer, last step
+        _, state = model(x)  # the state of every layer after the last step
         h_n, c_n = state if cell == "lstm" else (state, None)
-        assert torch.allclose(trace.h[-1], out[0], atol=1e-6)
         assert torch.allclose(trace.h[:, -1], h_n[:, 0], atol=1e-6)
-        # every layer at every step: each layer's weights as a one-layer fused module over the layer below
+        # every layer at every step: each layer's fused module over the layer below
         layer_input = model.embedding(x)
         for layer in range(model.config.num_layers):
-            layer_out, _ = layer_module(model, layer)(layer_input)
+            layer_out, _ = model.layers[layer](layer_input)  # (1, T, H)
             assert torch.allclose(trace.h[layer], layer_out[0], atol=1e-6), layer
             layer_input = layer_out
         if cell == "lstm":
             assert torch.allclose(trace.c[:, -1], c_n[:, 0], atol=1e-6)
-            # c at every step: the fused module fed one token at a time with the carried state
+            # c at every step: the model fed one token at a time with the carried state
             carried, cs = None, []
             for t in range(len(ids)):
-                _, carried = model.rnn(model.embedding(x[:, t:t + 1]), carried)
+                _, carried = model(x[:, t:t + 1], carried)
                 cs.append(carried[1][:, 0])  # (L, H)
             assert torch.allclose(trace.c, torch.stack(cs, dim=1), atol=1e-6)
         else:

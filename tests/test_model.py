@@ -3,7 +3,7 @@ import torch
 
 from charlm.config import ModelConfig
 from charlm.errors import ConfigError
-from charlm.model import RNNLM, detach_state
+from charlm.model import RNNLM, LockedDropout, detach_state
 
 CELLS = ["rnn", "rnn-relu", "lstm", "gru"]
 
@@ -32,7 +32,7 @@ def test_vanilla_rnn_matches_course_notes_recurrence():
     """h_t = tanh(x_t W_x + h_{t-1} W_h + b), with one-hot x_t, computed by hand."""
     torch.manual_seed(0)
     model = RNNLM(ModelConfig(cell="rnn", num_layers=1, hidden_size=4, embed_size=0, dropout=0.0), vocab_size=5)
-    rnn = model.rnn
+    rnn = model.layers[0]
     ids = torch.tensor([[1, 3, 0, 2]])
     h = torch.zeros(4)
     expected = []
@@ -47,7 +47,7 @@ def test_vanilla_rnn_matches_course_notes_recurrence():
 def test_lstm_gates_by_hand_and_forget_bias_one():
     torch.manual_seed(0)
     model = RNNLM(ModelConfig(cell="lstm", num_layers=1, hidden_size=3, embed_size=2, dropout=0.0), vocab_size=4)
-    rnn = model.rnn
+    rnn = model.layers[0]
     bias = rnn.bias_ih_l0 + rnn.bias_hh_l0
     assert torch.all(bias[3:6] == 1.0)  # forget gate slice
     ids = torch.tensor([[1, 2, 3]])
@@ -94,3 +94,29 @@ def test_single_step_matches_fused_forward(cell, embed):
     torch.testing.assert_close(torch.stack(steps, dim=1), full)
     for a, b in zip(state if cell == "lstm" else (state,), full_state if cell == "lstm" else (full_state,)):
         torch.testing.assert_close(a, b)
+
+
+def test_locked_dropout_keeps_one_mask_per_sequence_for_the_whole_window():
+    drop = LockedDropout(0.3).train()
+    x = torch.ones(64, 20, 50)
+    y = drop(x)  # (B, T, H)
+    assert torch.equal(y, y[:, :1].expand_as(y))  # the same mask at every time step
+    assert not torch.equal(y[0], y[1])  # a different mask per sequence
+    assert y.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]  # dropped, or kept and scaled up
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.02  # 3,200 draws
+    assert torch.equal(drop.eval()(x), x)  # off in eval
+
+
+@pytest.mark.parametrize("kind", ["locked", "standard"])
+def test_dropout_kind_acts_across_time_as_named(kind):
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=8, embed_size=4, dropout=0.5, dropout_kind=kind), 5).train()
+    out = model.drop(torch.ones(2, 30, 8))
+    steps_alike = torch.equal(out, out[:, :1].expand_as(out))
+    assert steps_alike == (kind == "locked")
+
+
+def test_configs_saved_before_dropout_kind_keep_standard_dropout():
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k != "dropout_kind"}
+    assert ModelConfig.from_dict(old).dropout_kind == "standard"  # as torch's stacked modules did
+    with pytest.raises(ConfigError, match="locked or standard"):
+        ModelConfig(dropout_kind="spatial")

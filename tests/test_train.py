@@ -109,4 +109,4 @@ def test_nonfinite_loss_skips_step_and_lowers_lr():
     assert trainer._train_step(x, y, 0.01) is None
     event = trainer._on_bad_step()
     assert event.kind == "bad_step" and trainer.progress.lr_scale == 0.5
-    assert torch.equal(trainer.model.rnn.weight_hh_l0, before["rnn.weight_hh_l0"])  # no update applied
+    assert torch.equal(trainer.model.layers[0].weight_hh_l0, before["layers.0.weight_hh_l0"])  # no update applied
