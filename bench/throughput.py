@@ -2,8 +2,8 @@
 
 Prints:
 - matrix-product ceilings (float32 and bf16 GFLOP/s) for 2-thread CPU matmuls of training-like shapes;
-- training throughput of the default model (tokens/s and GFLOP/s, counting 6 x matmul parameters
-  x tokens for forward + backward) and its ratio to the faster ceiling;
+- training throughput of the default model with each dropout kind (tokens/s and GFLOP/s, counting
+  6 x matmul parameters x tokens for forward + backward) and its ratio to the faster ceiling;
 - evaluation throughput (forward only, large batch, inference mode) and its ratio to training;
 - generation tokens/s at batch 1 with the carried state: charlm's generate(), the same with
   torch.multinomial as the sampler, and the fused module called once per token (oneDNN's
@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import time
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
-from charlm.config import ModelConfig, SampleConfig, TrainConfig
+from charlm.config import DROPOUT_KINDS, ModelConfig, SampleConfig, TrainConfig
 from charlm.evaluate import evaluate
 from charlm.model import RNNLM
 from charlm.runtime import autocast_dtype, tune_allocator
@@ -153,13 +154,15 @@ def main() -> None:
     print(f"matmul ceiling ({rows}x{h} @ {h}x{4 * h}): float32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
     amp = autocast_dtype("auto", torch.device("cpu")) is not None
     for label, use_amp in (("float32", False), ("bf16 autocast", True)):
-        rate = train_tokens_per_s(model, train, use_amp)
-        gflops = rate * flops_per_token / 1e9
-        chosen = " (chosen by --precision auto)" if use_amp == amp else ""
-        print(f"training {label}{chosen}: {rate:,.0f} tokens/s = {gflops:.0f} GFLOP/s = "
-              f"{gflops / ceiling:.0%} of the best matmul ceiling")
-        if use_amp == amp:
-            train_rate = rate
+        for kind in DROPOUT_KINDS:
+            torch.manual_seed(0)
+            rate = train_tokens_per_s(RNNLM(dataclasses.replace(config, dropout_kind=kind), VOCAB), train, use_amp)
+            gflops = rate * flops_per_token / 1e9
+            chosen = " (chosen by --precision auto)" if use_amp == amp else ""
+            print(f"training {label}{chosen}, {kind} dropout: {rate:,.0f} tokens/s = {gflops:.0f} GFLOP/s = "
+                  f"{gflops / ceiling:.0%} of the best matmul ceiling")
+            if use_amp == amp and kind == config.dropout_kind:
+                train_rate = rate
     val = torch.randint(0, VOCAB, (111_540,)).numpy()
     result = evaluate(model, val, batch_size=128, amp_dtype=torch.bfloat16 if amp else None)
     print(f"evaluation (111,540 tokens, batch 128, inference mode): {result.tokens_per_s:,.0f} tokens/s = "
