@@ -269,10 +269,13 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
             checkpoint.append_metrics(run_dir, record)
 
     processes = f" × {trainer.world.size} processes" if trainer.world.is_distributed else ""
+    m = model.config
+    locked = " locked" if m.dropout_kind == "locked" else ""
     console.info(
-        f"[bold]{run_dir}[/]: {model.config.cell.upper()} {model.config.num_layers}×{model.config.hidden_size}, "
+        f"[bold]{run_dir}[/]: {m.cell.upper()} {m.num_layers}×{m.hidden_size}, "
         f"{model.num_parameters():,} parameters, vocab {trainer.model.vocab_size}, "
         f"{len(trainer.train_ids):,} training tokens, batch {c.batch_size} × seq {c.seq_len}, "
+        f"lr {c.lr:g}, dropout {m.dropout:g}{locked}, "
         f"device {trainer.device.type}{processes}, {c.precision}{', compiled' if c.compile else ''}"
     )
     last_step: StepReport | None = None

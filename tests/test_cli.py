@@ -137,6 +137,7 @@ def test_the_default_dropout_depends_on_the_time_budget(tiny_corpus, tmp_path, a
                     "--layers", "1", "--batch-size", "2", "--seq-len", "8", *args)
     assert result.exit_code == 0, result.output
     assert json.loads((out / "config.json").read_text())["model"]["dropout"] == dropout
+    assert f"lr 0.01, dropout {dropout:g}, device cpu" in result.stderr  # the run's header shows the choice
 
 
 def test_empty_corpus_is_refused(tmp_path):
