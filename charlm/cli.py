@@ -20,7 +20,7 @@ import click
 from charlm import __version__, cli_diagnose, cli_explore
 from charlm.cli_options import device_option, impl_override_option, unknown_option
 from charlm.config import (CELLS, DEFAULT_LR, DROPOUT_KINDS, IMPLS, OPTIMIZERS, PRECISIONS, ModelConfig, SampleConfig,
-                           TrainConfig, default_dropout, parse_duration)
+                           TrainConfig, budget_preset, parse_duration)
 from charlm.corpus import Source
 from charlm.errors import CharlmError, ConfigError
 from charlm.tokenizer import LEVELS, NORMALIZATIONS, SUBWORD_MODELS, TokenizerSpec
@@ -122,7 +122,7 @@ Examples:
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=TOKENIZER_DEFAULTS.normalize, show_default=True, help="Unicode normal form applied before tokenizing; nfd splits Hangul into jamo (samples are recomposed to NFC).")
 @click.option("--cache-dir", type=click.Path(path_type=Path), help="Keep token files here, for a corpus of any size (default: $CHARLM_CACHE_DIR or ~/.cache/charlm, for corpora of 32 MB or more).")
 @click.option("--no-cache", is_flag=True, help="Tokenize in memory, never into a token cache.")
-@click.option("--cell", type=click.Choice(CELLS), default=MODEL_DEFAULTS.cell, show_default=True, help="Recurrent cell.")
+@click.option("--cell", type=click.Choice(CELLS), default=None, help="Recurrent cell.  [default: by --time-budget: lstm up to 2m, gru above; lstm for --epochs or --max-steps]")
 @click.option("--layers", "num_layers", type=int, default=MODEL_DEFAULTS.num_layers, show_default=True, help="Stacked recurrent layers.")
 @click.option("--hidden", "hidden_size", type=int, default=MODEL_DEFAULTS.hidden_size, show_default=True, help="Hidden units per layer.")
 @click.option("--embed", "embed_size", type=int, default=MODEL_DEFAULTS.embed_size, show_default=True, help="Embedding size; 0 = one-hot input.")
@@ -154,6 +154,8 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
     """Train a model on CORPUS: one or more text files (gzip, bz2 and xz too), folders, shipped corpus
     names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
     trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
+    Without --cell and --dropout, the time budget picks them: up to 2 minutes an LSTM with dropout 0.1,
+    longer a GRU with dropout 0.2, as measured best for those budgets (docs/performance.md).
 
     The corpus is split contiguously by characters (the last 10% validates), a
     character, byte or subword vocabulary is built from the training part only,
@@ -182,8 +184,9 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
         train_options = {k: v for k, v in options.items() if k not in model_keys}
         if train_options["epochs"] is None and train_options["max_steps"] is None and train_options["time_budget"] is None:
             train_options["time_budget"] = DEFAULT_TIME_BUDGET
-        if options["dropout"] is None:
-            options["dropout"] = default_dropout(train_options["time_budget"])
+        for name, value in budget_preset(train_options["time_budget"]).items():
+            if options[name] is None:  # not given: the setting measured best for this budget
+                options[name] = value
         model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_keys})
         if train_options["lr"] is None:
             train_options["lr"] = DEFAULT_LR[model_config.cell]

@@ -27,18 +27,6 @@ UNKNOWN_POLICIES = ("error", "unk", "skip")
 # Peak learning rate by cell when --lr is not given, measured on tinyshakespeare (docs/performance.md):
 # 1e-2 is the LSTM's best, but it makes a GRU's training drift away (gradient norms 30x, loss rising).
 DEFAULT_LR = {"lstm": 1e-2, "gru": 3e-3, "rnn": 3e-3, "rnn-relu": 3e-3}
-# Dropout when --dropout is not given, by time budget (docs/performance.md): about four epochs fit in
-# 60 s, where 0.1 beats 0.2 (1.508 against 1.542); by 5 minutes the model overfits and 0.2 wins (1.478 against 1.494).
-SHORT_BUDGET = 120.0  # seconds: up to this, a budget counts as short
-DROPOUT = {"short": 0.1, "default": 0.2}
-
-
-def default_dropout(time_budget: float | None) -> float:
-    """The dropout when --dropout is not given: 0.1 for time budgets up to 2 minutes, else 0.2."""
-    short = time_budget is not None and time_budget <= SHORT_BUDGET
-    return DROPOUT["short"] if short else DROPOUT["default"]
-
-
 def _from_dict(cls, data: dict[str, Any]):
     """Build dataclass ``cls`` from a dict, naming unknown keys instead of failing on them."""
     if not isinstance(data, dict):
@@ -58,7 +46,7 @@ class ModelConfig:
     num_layers: int = 2
     hidden_size: int = 256
     embed_size: int = 64  # 0 = one-hot input, as in the classic exercise
-    dropout: float = DROPOUT["default"]  # between layers and before the decoder; the CLI uses default_dropout(budget)
+    dropout: float = 0.2  # between layers and before the decoder
     dropout_kind: str = "standard"  # DROPOUT_KINDS; "locked" trains ~1.3x faster per step (docs/performance.md)
     tie_weights: bool = False  # decoder shares the embedding matrix; needs embed_size == hidden_size
     impl: str = "fused"  # same weights either way; "reference" runs charlm.cells' equations step by step
@@ -89,6 +77,23 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelConfig":
         return _from_dict(cls, data)
+
+
+# The model settings a run gets for the options its user leaves out, by time budget, measured on
+# tinyshakespeare (docs/performance.md, "Settings by time budget"). Up to 2 minutes the LSTM's faster
+# steps win, and about four epochs fit, where dropout 0.1 beats 0.2 (1.508 against 1.542 at 60 s). By
+# 5 minutes the GRU, which learns more per step, wins (1.448 against the LSTM's 1.481), with dropout 0.2.
+SHORT_BUDGET = 120.0  # seconds
+
+
+def budget_preset(time_budget: float | None) -> dict[str, Any]:
+    """Cell and dropout for a run with this time budget in seconds; None (a run bounded by --epochs or
+    --max-steps only) keeps ModelConfig's defaults."""
+    if time_budget is None:
+        return {"cell": ModelConfig.cell, "dropout": ModelConfig.dropout}
+    if time_budget <= SHORT_BUDGET:
+        return {"cell": "lstm", "dropout": 0.1}
+    return {"cell": "gru", "dropout": 0.2}
 
 
 @dataclass(frozen=True)

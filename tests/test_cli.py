@@ -128,16 +128,22 @@ def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, ce
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == lr
 
 
-@pytest.mark.parametrize("args, dropout", [(["--time-budget", "60s"], 0.1), (["--time-budget", "2m"], 0.1),
-                                           (["--time-budget", "5m"], 0.2), ([], 0.2), (["--epochs", "1"], 0.2),
-                                           (["--time-budget", "60s", "--dropout", "0.3"], 0.3)])
-def test_the_default_dropout_depends_on_the_time_budget(tiny_corpus, tmp_path, args, dropout):
+@pytest.mark.parametrize("args, cell, dropout", [(["--time-budget", "60s"], "lstm", 0.1),
+                                                 (["--time-budget", "2m"], "lstm", 0.1),
+                                                 (["--time-budget", "5m"], "gru", 0.2),
+                                                 ([], "lstm", 0.2),  # bounded by --max-steps only
+                                                 (["--epochs", "1"], "lstm", 0.2),
+                                                 (["--time-budget", "60s", "--dropout", "0.3"], "lstm", 0.3),
+                                                 (["--time-budget", "5m", "--cell", "lstm"], "lstm", 0.2)])
+def test_the_default_cell_and_dropout_depend_on_the_time_budget(tiny_corpus, tmp_path, args, cell, dropout):
     out = tmp_path / "run"
     result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "1", "--hidden", "8", "--embed", "4",
                     "--layers", "1", "--batch-size", "2", "--seq-len", "8", *args)
     assert result.exit_code == 0, result.output
-    assert json.loads((out / "config.json").read_text())["model"]["dropout"] == dropout
-    assert f"lr 0.01, dropout {dropout:g}, device cpu" in result.stderr  # the run's header shows the choice
+    model = json.loads((out / "config.json").read_text())["model"]
+    assert (model["cell"], model["dropout"]) == (cell, dropout)
+    lr = {"lstm": "0.01", "gru": "0.003"}[cell]
+    assert f"{cell.upper()} 1×8" in result.stderr and f"lr {lr}, dropout {dropout:g}, device" in result.stderr
 
 
 def test_empty_corpus_is_refused(tmp_path):

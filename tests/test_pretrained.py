@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 from charlm import checkpoint
 from charlm.cli import cli
-from charlm.config import DEFAULT_LR, ModelConfig, TrainConfig, default_dropout
+from charlm.config import DEFAULT_LR, ModelConfig, TrainConfig, budget_preset
 
 RUN = checkpoint.pretrained_dir()
 pytestmark = pytest.mark.skipif(not (RUN / "model.safetensors").exists(), reason="pretrained model not built")
@@ -38,9 +38,10 @@ def test_files_match_the_recorded_command():
     ctx = cli.commands["train"].make_context("train", words[2:])
     params = ctx.params
     model = ModelConfig.from_dict(info["model"])
-    assert params["dropout"] is None and model.dropout == default_dropout(params["time_budget"])  # by budget
-    assert model == ModelConfig(cell=params["cell"], num_layers=params["num_layers"], hidden_size=params["hidden_size"],
-                                embed_size=params["embed_size"], dropout=model.dropout,
+    preset = budget_preset(params["time_budget"])  # cell and dropout were left to the budget
+    assert params["cell"] is None and params["dropout"] is None and params["time_budget"] is None
+    assert model == ModelConfig(cell=preset["cell"], num_layers=params["num_layers"], hidden_size=params["hidden_size"],
+                                embed_size=params["embed_size"], dropout=preset["dropout"],
                                 dropout_kind=params["dropout_kind"], tie_weights=params["tie_weights"])
     assert model == ModelConfig()  # trained with the default settings
     train = TrainConfig.from_dict(info["train"])
