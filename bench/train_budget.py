@@ -1,7 +1,8 @@
 """Quality per minute: train for a fixed wall-clock budget and report validation loss and speed.
 
-Trains charlm's default configuration on tinyshakespeare (first 90% train, last
-10% validation, as nanoGPT splits it) and, in the same run, a baseline: the
+Trains charlm's default configuration for the budget (charlm.config.budget_preset) on
+tinyshakespeare (first 90% train, last 10% validation, as nanoGPT splits it) and,
+in the same run, a baseline: the
 configuration of PyTorch's word_language_model example at character level
 (LSTM 2x200, SGD lr 20, clip 0.25, bptt 35, batch 20, dropout 0.2). Prints the
 loss curve against wall time, the final validation loss in nats/char and bits
@@ -21,7 +22,7 @@ import tempfile
 from pathlib import Path
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpora" / "tinyshakespeare.txt"
-BASELINE = ["--optimizer", "sgd", "--lr", "20", "--clip", "0.25", "--hidden", "200", "--embed", "200",
+BASELINE = ["--cell", "lstm", "--optimizer", "sgd", "--lr", "20", "--clip", "0.25", "--hidden", "200", "--embed", "200",
             "--batch-size", "20", "--seq-len", "35", "--dropout", "0.2", "--min-lr-ratio", "1", "--warmup", "0",
             "--weight-decay", "0"]
 
