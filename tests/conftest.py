@@ -7,6 +7,7 @@ import torch
 from click.testing import CliRunner
 
 from charlm.cli import cli
+from charlm.train import StepReport, Trainer
 
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na cat and a dog.\n" * 40
 
@@ -47,3 +48,16 @@ def trained_run(tmp_path_factory):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+def stop_training_at(monkeypatch, step: int) -> None:
+    """Until ``monkeypatch.undo()``, a training run stops after ``step`` as if Ctrl-C was pressed (exit 130)."""
+    run = Trainer.run
+
+    def run_then_stop(self):
+        for report in run(self):
+            yield report
+            if isinstance(report, StepReport) and report.step >= step:
+                self.request_stop("SIGINT")
+
+    monkeypatch.setattr(Trainer, "run", run_then_stop)

@@ -11,9 +11,8 @@ from click.testing import CliRunner
 from charlm import checkpoint
 from charlm.cli import cli
 from charlm.errors import CheckpointError
-from charlm.train import StepReport, Trainer
 
-from conftest import TINY_MODEL_ARGS
+from conftest import TINY_MODEL_ARGS, stop_training_at
 
 
 def test_load_gives_identical_outputs(trained_run):
@@ -135,19 +134,11 @@ def test_a_format_1_run_loads_the_same_weights(trained_run, tmp_path):
 
 
 def test_an_interrupted_format_1_run_resumes(tiny_corpus, tmp_path, monkeypatch):
-    original_run = Trainer.run
-
-    def run_then_stop(self):
-        for report in original_run(self):
-            yield report
-            if isinstance(report, StepReport) and report.step >= 20:
-                self.request_stop("SIGINT")
-
-    monkeypatch.setattr(Trainer, "run", run_then_stop)
+    stop_training_at(monkeypatch, 20)
     run = tmp_path / "run"
     args = ["train", str(tiny_corpus), "--out", str(run), "--max-steps", "40", *TINY_MODEL_ARGS, "--layers", "2"]
     assert CliRunner().invoke(cli, args).exit_code == 130
-    monkeypatch.setattr(Trainer, "run", original_run)
+    monkeypatch.undo()
     _as_format_1(run)
     result = CliRunner().invoke(cli, ["train", "--resume", str(run)], catch_exceptions=False)
     assert result.exit_code == 0, result.output  # the optimizer moments fit the renamed weights

@@ -5,9 +5,8 @@ from click.testing import CliRunner
 from safetensors.torch import load_file
 
 from charlm.cli import cli
-from charlm.train import StepReport, Trainer
 
-from conftest import TINY_MODEL_ARGS
+from conftest import TINY_MODEL_ARGS, stop_training_at
 
 
 def invoke(*args, input=None):
@@ -169,18 +168,10 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monk
     straight = invoke("train", tiny_corpus, "--out", tmp_path / "a", *args)
     assert straight.exit_code == 0, straight.output
 
-    original_run = Trainer.run
-
-    def run_then_stop(self):
-        for report in original_run(self):
-            yield report
-            if isinstance(report, StepReport) and report.step >= 20:
-                self.request_stop("SIGINT")
-
-    monkeypatch.setattr(Trainer, "run", run_then_stop)
+    stop_training_at(monkeypatch, 20)
     stopped = invoke("train", tiny_corpus, "--out", tmp_path / "b", *args)
     assert stopped.exit_code == 130 and "--resume" in stopped.stderr
-    monkeypatch.setattr(Trainer, "run", original_run)
+    monkeypatch.undo()
     resumed = invoke("train", "--resume", tmp_path / "b")
     assert resumed.exit_code == 0, resumed.output
     a, b = load_file(tmp_path / "a" / "last.safetensors"), load_file(tmp_path / "b" / "last.safetensors")
