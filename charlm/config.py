@@ -27,6 +27,8 @@ UNKNOWN_POLICIES = ("error", "unk", "skip")
 # Peak learning rate by cell when --lr is not given, measured on tinyshakespeare (docs/performance.md):
 # 1e-2 is the LSTM's best, but it makes a GRU's training drift away (gradient norms 30x, loss rising).
 DEFAULT_LR = {"lstm": 1e-2, "gru": 3e-3, "rnn": 3e-3, "rnn-relu": 3e-3}
+
+
 def _from_dict(cls, data: dict[str, Any]):
     """Build dataclass ``cls`` from a dict, naming unknown keys instead of failing on them."""
     if not isinstance(data, dict):
