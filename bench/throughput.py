@@ -3,7 +3,8 @@
 Prints:
 - matrix-product ceilings (float32 and bf16 GFLOP/s) for 2-thread CPU matmuls of training-like shapes;
 - training throughput of the default model with each dropout kind (tokens/s and GFLOP/s, counting
-  6 x matmul parameters x tokens for forward + backward) and its ratio to the faster ceiling;
+  6 x matmul parameters x tokens for forward + backward) and its ratio to the faster ceiling; and, as
+  baselines, the same step with torch's nn.Dropout and (for --cell gru) with nn.GRU's own backward;
 - evaluation throughput (forward only, large batch, inference mode) and its ratio to training;
 - generation tokens/s at batch 1 with the carried state: charlm's generate(), the same with
   torch.multinomial as the sampler, and the fused module called once per token (oneDNN's
@@ -26,6 +27,7 @@ import torch.nn.functional as F
 
 from charlm.config import DROPOUT_KINDS, ModelConfig, SampleConfig, TrainConfig
 from charlm.evaluate import evaluate
+from charlm import model as model_module
 from charlm.model import RNNLM
 from charlm.runtime import autocast_dtype, tune_allocator
 from charlm import sampling
@@ -163,6 +165,19 @@ def main() -> None:
                   f"{gflops / ceiling:.0%} of the best matmul ceiling")
             if use_amp == amp and kind == config.dropout_kind:
                 train_rate = rate
+            if use_amp == amp and kind == "standard":
+                standard_rate = rate
+    # The model's own pieces against torch's, same run, same precision, standard dropout.
+    torch.manual_seed(0)
+    baseline = RNNLM(dataclasses.replace(config, dropout_kind="standard"), VOCAB)
+    baseline.drop = torch.nn.Dropout(config.dropout)
+    rate = train_tokens_per_s(baseline, train, amp)
+    print(f"  the same with torch's nn.Dropout: {rate:,.0f} tokens/s (charlm's Dropout {standard_rate / rate:.2f}x)")
+    if config.cell == "gru":
+        torch.manual_seed(0)
+        with mock.patch.object(model_module, "gru_layer", lambda layer, x, state: layer(x, state)):
+            rate = train_tokens_per_s(RNNLM(dataclasses.replace(config, dropout_kind="standard"), VOCAB), train, amp)
+        print(f"  the same with nn.GRU's autograd: {rate:,.0f} tokens/s (charlm.gru {standard_rate / rate:.2f}x)")
     val = torch.randint(0, VOCAB, (111_540,)).numpy()
     result = evaluate(model, val, batch_size=128, amp_dtype=torch.bfloat16 if amp else None)
     print(f"evaluation (111,540 tokens, batch 128, inference mode): {result.tokens_per_s:,.0f} tokens/s = "

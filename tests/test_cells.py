@@ -93,12 +93,11 @@ def test_gradcheck_time_rnn_over_layers_and_steps(cell):
     assert torch.autograd.gradcheck(run, (x, h0, *weights))
 
 
-def test_training_forward_agrees_across_implementations_dropout_included():
-    """Dropout sits between layers in the model, outside either implementation: same seed, same masks, same outputs.
-
-    (Locked dropout only: a standard mask is drawn in the memory order of the layer's output, which
-    differs between the fused kernel's (B, T, H) view and the reference loop's stacked tensor.)"""
-    config = ModelConfig(cell="lstm", num_layers=3, hidden_size=H, embed_size=I, dropout=0.5, dropout_kind="locked")
+@pytest.mark.parametrize("kind", ["locked", "standard"])
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_training_forward_agrees_across_implementations_dropout_included(cell, kind):
+    """Dropout sits between layers in the model, outside either implementation: same seed, same masks, same outputs."""
+    config = ModelConfig(cell=cell, num_layers=3, hidden_size=H, embed_size=I, dropout=0.5, dropout_kind=kind)
     fused = RNNLM(config, vocab_size=7).train()
     reference = RNNLM(dataclasses.replace(config, impl="reference"), vocab_size=7).train()
     reference.load_state_dict(fused.state_dict())

@@ -3,7 +3,7 @@ import torch
 
 from charlm.config import ModelConfig
 from charlm.errors import ConfigError
-from charlm.model import RNNLM, LockedDropout, detach_state
+from charlm.model import RNNLM, Dropout, LockedDropout, detach_state
 
 CELLS = ["rnn", "rnn-relu", "lstm", "gru"]
 
@@ -120,3 +120,15 @@ def test_configs_saved_before_dropout_kind_keep_standard_dropout():
     assert ModelConfig.from_dict(old).dropout_kind == "standard"  # as torch's stacked modules did
     with pytest.raises(ConfigError, match="locked or standard"):
         ModelConfig(dropout_kind="spatial")
+
+
+def test_standard_dropout_zeroes_a_fraction_p_and_scales_the_rest():
+    drop = Dropout(0.3).train()
+    x = torch.ones(64, 20, 50, requires_grad=True)
+    y = drop(x)
+    assert y.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
+    assert abs((y == 0).float().mean().item() - 0.3) < 0.01  # 64,000 draws
+    assert not torch.equal(y[:, 0], y[:, 1])  # a fresh mask at every time step
+    y.backward(torch.ones_like(y))
+    torch.testing.assert_close(x.grad, y.detach())  # the gradient passes through the same mask and scale
+    assert torch.equal(drop.eval()(x), x)  # off in eval
