@@ -1,7 +1,7 @@
 """One GRU layer over a window, with its backward pass through time written out: for CPU training.
 
 torch has no fused GRU kernel on CPU (its oneDNN path is the LSTM's only), so
-nn.GRU there loops over time in C++ and autograd records each step's dozen
+nn.GRU there loops over time in C++ and autograd records each step's few dozen
 operations, then replays them backwards: per time step it computes the weight
 gradients with their own small products and adds them up. This layer is the
 same function with the backward pass of the course notes (BPTT) done by hand:
@@ -15,14 +15,15 @@ same function with the backward pass of the course notes (BPTT) done by hand:
     backward, t = T … 1         dh   = dL/dh_t (from the output) + the carry from step t+1
                                 da_n = dh ⊙ (1 − z) ⊙ (1 − n²)
                                 da_r = da_n ⊙ gh_n ⊙ r(1 − r),   da_z = dh ⊙ (h_{t-1} − n) ⊙ z(1 − z)
-                                carry = dh ⊙ z + [da_r, da_z, da_n ⊙ r] W_hh          → dh_{t-1}
+                                dgh_t = [da_r, da_z, da_n ⊙ r],  dgi_t = [da_r, da_z, da_n]
+                                carry = dh ⊙ z + dgh_t W_hh                                   → dh_{t-1}
 
-    then, once per window       dW_hh = Σ_t dgh_t^T h_{t-1},  dW_ih = Σ_t dgi_t^T x_t,  dx = dgi W_ih
+    then, once per window       dW_hh = Σ_t dgh_t^T h_{t-1},  dW_ih = Σ_t dgi_t^T x_t,  dx_t = dgi_t W_ih
 
 Each backward step needs one small product (the carry); the weight gradients
 and the input gradient are three large products over the whole window, which
 run several times faster per FLOP than 2 × T small ones. On the development
-machine this makes the default 2×256 GRU's training step about 1.3× faster
+machine this makes the default 2×256 GRU's training step about 1.2× faster
 than nn.GRU's under bf16 autocast (docs/performance.md, bench/throughput.py).
 
 Gates sit in torch's order (r, z, n) and the weights are nn.GRU's own
@@ -39,9 +40,9 @@ import torch.nn as nn
 def gru_layer(layer: nn.GRU, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a one-layer, batch-first nn.GRU's weights: x (B, T, I), state (1, B, H) or None → (B, T, H), (1, B, H).
 
-    The same call and results as ``layer(x, state)``, numerics included: under
-    CPU autocast the matrix products run in the autocast dtype (bf16) and the
-    gates and the state stay in float32, as in nn.GRU.
+    The same call and results as ``layer(x, state)``. Under CPU autocast the
+    matrix products run in the autocast dtype (bf16) and the gates and the state
+    in float32 (nn.GRU keeps its state in float32 too, and rounds its gates to bf16).
     """
     h0 = x.new_zeros(x.shape[0], layer.hidden_size) if state is None else state[0]  # (B, H)
     products = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else h0.dtype
@@ -91,8 +92,8 @@ class _GRUWindow(torch.autograd.Function):
         carry = d_last  # d loss / d h_t from step t+1 (autograd passes zeros when h_T is unused)
         r, z = rz[:, :, :hidden].unbind(), rz[:, :, hidden:].unbind()
         h, rz_t, gh_n_t, n_t, d_out_t = hs.unbind(), rz.unbind(), gh_n.unbind(), n.unbind(), d_out.unbind()
-        dgh_rz, dgh_n, dgh_t, da_n_t = dgh[:, :, :2 * hidden].unbind(), dgh[:, :, 2 * hidden:].unbind(), dgh.unbind(), da_n.unbind()
-        d_r, d_z = d_rz[:, :hidden], d_rz[:, hidden:]
+        dgh_t, dgh_rz, dgh_n = dgh.unbind(), dgh[:, :, :2 * hidden].unbind(), dgh[:, :, 2 * hidden:].unbind()
+        da_n_t, d_r, d_z = da_n.unbind(), d_rz[:, :hidden], d_rz[:, hidden:]
         for t in range(steps - 1, -1, -1):
             dh = d_out_t[t] + carry
             dn = torch.addcmul(dh, dh, z[t], value=-1)  # dh ⊙ (1 − z)

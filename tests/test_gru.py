@@ -1,4 +1,4 @@
-"""charlm.gru.gru_layer against nn.GRU: same outputs, same final state, same gradients, and the model uses it to train."""
+"""charlm.gru.gru_layer against nn.GRU: same outputs, final state and gradients; the model trains through it."""
 
 from unittest import mock
 
