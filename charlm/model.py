@@ -53,7 +53,7 @@ class Dropout(nn.Dropout):
         if not self.training or self.p == 0.0 or x.device.type != "cpu":
             return super().forward(x)
         keep = 1.0 - self.p
-        return x.mul(torch.rand(x.shape) < keep).mul_(1.0 / keep)
+        return x.mul(torch.rand(x.shape, device=x.device) < keep).mul_(1.0 / keep)
 
 
 class LockedDropout(nn.Module):

@@ -65,3 +65,17 @@ def test_model_trains_gru_layers_through_it_and_evaluates_with_nn_gru():
     torch.testing.assert_close(trained, evaluated)
     trained.sum().backward()
     assert all(p.grad is not None for p in lm.parameters())
+
+
+def test_float64_stays_exact_under_autocast_and_a_second_derivative_is_refused():
+    torch.manual_seed(0)
+    layer = torch.nn.GRU(3, 4, batch_first=True).double()
+    x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast leaves float64 alone, and so must the layer
+        ours, theirs = _run(gru.gru_layer, layer, x, None), _run(_torch_gru, layer, x, None)
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+    out, _ = gru.gru_layer(layer, x, None)
+    (grad,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
+    with pytest.raises(RuntimeError, match="differentiate twice"):
+        grad.sum().backward()

@@ -123,12 +123,14 @@ def test_configs_saved_before_dropout_kind_keep_standard_dropout():
 
 
 def test_standard_dropout_zeroes_a_fraction_p_and_scales_the_rest():
+    torch.manual_seed(0)
     drop = Dropout(0.3).train()
     x = torch.ones(64, 20, 50, requires_grad=True)
-    y = drop(x)
+    y = drop(x)  # (B, T, H)
     assert y.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
     assert abs((y == 0).float().mean().item() - 0.3) < 0.01  # 64,000 draws
-    assert not torch.equal(y[:, 0], y[:, 1])  # a fresh mask at every time step
+    for a, b in ((y[0], y[1]), (y[:, 0], y[:, 1]), (y[..., 0], y[..., 1])):
+        assert not torch.equal(a, b)  # a fresh draw for every sequence, time step and unit
     y.backward(torch.ones_like(y))
     torch.testing.assert_close(x.grad, y.detach())  # the gradient passes through the same mask and scale
     assert torch.equal(drop.eval()(x), x)  # off in eval
