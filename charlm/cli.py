@@ -63,7 +63,13 @@ def cli():
 
 
 def main() -> None:
-    cli(prog_name="charlm")
+    try:
+        cli(prog_name="charlm")
+    except SystemExit as e:  # click ends every command with sys.exit(status)
+        joined = sys.modules.get("charlm.distributed")  # imported (with torch) only by commands that may train
+        if joined is not None and (e.code is None or isinstance(e.code, int)):
+            joined.end_process(e.code or 0)  # returns unless this process joined a torchrun process group
+        raise
 
 
 def _command_line(ctx: click.Context) -> str:

@@ -27,7 +27,9 @@ below. Without torchrun ``World()`` is a single process and they are no-ops.
 
 from __future__ import annotations
 
+import atexit
 import os
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
@@ -40,6 +42,8 @@ from charlm.errors import ConfigError, DeviceError
 # How long a rank waits for the others at a collective before giving up (rank 0 evaluating a large
 # validation split, or tokenizing a large corpus while the others wait, must fit inside it).
 TIMEOUT = timedelta(minutes=30)
+
+_joined_group = False  # whether this process has joined a process group (see end_process)
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ def start(world: World, device: torch.device) -> torch.device:
         raise DeviceError(f"distributed training runs on cpu or cuda, not {device.type}: pass --device cpu or cuda")
     if not dist.is_initialized():
         dist.init_process_group(backend, timeout=TIMEOUT)
+    global _joined_group
+    _joined_group = True
     return device
 
 
@@ -111,6 +117,25 @@ def stop(world: World, finished: bool = False) -> None:
         if finished:
             dist.barrier()
         dist.destroy_process_group()
+
+
+def end_process(code: int) -> None:
+    """In a process that joined a process group, exit now with ``code``, skipping C++'s teardown; else return.
+
+    Once DistributedDataParallel has been built, gloo's worker threads outlive
+    ``destroy_process_group`` (torch 2.13) and still run when the process exits.
+    On a loaded 2-core machine 6 exits in about 200 then aborted inside C++'s
+    teardown, after Python had finished ("terminate called without an active
+    exception", SIGABRT), and torchrun reported a finished run as failed
+    (docs/performance.md). By the time a command returns every file is written,
+    so run Python's exit handlers, flush, and leave without that teardown.
+    """
+    if not _joined_group:
+        return
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def broadcast(world: World, obj: Any) -> Any:
