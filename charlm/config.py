@@ -49,7 +49,7 @@ class ModelConfig:
     hidden_size: int = 256
     embed_size: int = 64  # 0 = one-hot input, as in the classic exercise
     dropout: float = 0.2  # between layers and before the decoder
-    dropout_kind: str = "standard"  # DROPOUT_KINDS; "locked" trains ~1.3x faster per step (docs/performance.md)
+    dropout_kind: str = "standard"  # DROPOUT_KINDS; "locked": a 1.1-1.2x faster LSTM step on CPU (docs/performance.md)
     tie_weights: bool = False  # decoder shares the embedding matrix; needs embed_size == hidden_size
     impl: str = "fused"  # same weights either way; "reference" runs charlm.cells' equations step by step
 
