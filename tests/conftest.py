@@ -61,3 +61,15 @@ def stop_training_at(monkeypatch, step: int) -> None:
                 self.request_stop("SIGINT")
 
     monkeypatch.setattr(Trainer, "run", run_then_stop)
+
+
+def run_and_backprop(run, rnn, x, state):
+    """Run ``run(x, state)``, then backprop a loss touching every output and the final state; return the
+    outputs, final states and the gradients w.r.t. x, the initial state (unless None) and every weight of ``rnn``."""
+    out, final = run(x, state)
+    finals = final if isinstance(final, tuple) else (final,)
+    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)  # fixed, uneven weighting
+    loss = (out * weights).sum() + sum((f ** 2).sum() for f in finals)
+    states = () if state is None else state if isinstance(state, tuple) else (state,)
+    grads = torch.autograd.grad(loss, [x, *states, *rnn.parameters()])
+    return [out, *finals, *grads]

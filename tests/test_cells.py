@@ -12,7 +12,7 @@ from charlm.config import ModelConfig
 from charlm.errors import ConfigError
 from charlm.model import RNNLM
 
-from conftest import TINY_MODEL_ARGS
+from conftest import TINY_MODEL_ARGS, run_and_backprop
 
 CELLS = ["rnn", "rnn-relu", "lstm", "gru"]
 B, T, I, H = 3, 5, 4, 6  # batch, time, input and hidden sizes: tiny, and all different so a transpose shows
@@ -32,17 +32,6 @@ def _carried_state(cell: str, layers: int, dtype: torch.dtype):
     return tuple(parts) if cell == "lstm" else parts[0]
 
 
-def _run_and_backprop(run, rnn, x, state):
-    """Run, then backprop a loss touching every output and the final state; return outputs, states and gradients."""
-    out, final = run(x, state)
-    finals = final if isinstance(final, tuple) else (final,)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)  # fixed, uneven weighting
-    loss = (out * weights).sum() + sum((f ** 2).sum() for f in finals)
-    leaves = [x, *(state if isinstance(state, tuple) else (state,)), *rnn.parameters()]
-    grads = torch.autograd.grad(loss, leaves)
-    return [out, *finals, *grads]
-
-
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 @pytest.mark.parametrize("layers", [2, 3])
 @pytest.mark.parametrize("cell", CELLS)
@@ -52,8 +41,8 @@ def test_reference_equals_fused_outputs_states_and_gradients(cell, layers, dtype
     x = torch.randn(B, T, I, dtype=dtype, requires_grad=True)
     state = _carried_state(cell, layers, dtype)
     time_rnn = cells.TimeRNN(cell)
-    fused = _run_and_backprop(rnn, rnn, x, state)
-    reference = _run_and_backprop(lambda x, s: time_rnn(x, s, rnn.all_weights), rnn, x, state)
+    fused = run_and_backprop(rnn, rnn, x, state)
+    reference = run_and_backprop(lambda x, s: time_rnn(x, s, rnn.all_weights), rnn, x, state)
     tolerance = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     assert len(fused) == len(reference)
     for a, b in zip(fused, reference):

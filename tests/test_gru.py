@@ -1,5 +1,6 @@
 """charlm.gru.gru_layer against nn.GRU: same outputs, final state and gradients; the model trains through it."""
 
+from functools import partial
 from unittest import mock
 
 import pytest
@@ -9,18 +10,7 @@ from charlm import gru, model as model_module
 from charlm.config import ModelConfig
 from charlm.model import RNNLM
 
-
-def _run(run, layer, x, state):
-    """Outputs, final state and the gradients of a loss touching both, w.r.t. x, the state and every weight."""
-    out, last = run(layer, x, state)
-    weights = torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)  # fixed, uneven weighting
-    loss = (out.float() * weights).sum() + (last.float() ** 2).sum()
-    leaves = [x, *([] if state is None else [state]), *layer.all_weights[0]]
-    return [out, last, *torch.autograd.grad(loss, leaves)]
-
-
-def _torch_gru(layer, x, state):
-    return layer(x, state)
+from conftest import run_and_backprop
 
 
 @pytest.mark.parametrize("carried", [True, False])
@@ -31,7 +21,8 @@ def test_outputs_state_and_every_gradient_equal_nn_gru(dtype, batch, steps, inpu
     layer = torch.nn.GRU(inputs, hidden, batch_first=True).to(dtype)
     x = torch.randn(batch, steps, inputs, dtype=dtype, requires_grad=True)
     state = torch.randn(1, batch, hidden, dtype=dtype, requires_grad=True) if carried else None
-    ours, theirs = _run(gru.gru_layer, layer, x, state), _run(_torch_gru, layer, x, state)
+    ours = run_and_backprop(partial(gru.gru_layer, layer), layer, x, state)
+    theirs = run_and_backprop(layer, layer, x, state)
     tolerance = dict(rtol=1e-10, atol=1e-12) if dtype == torch.float64 else dict(rtol=1e-4, atol=1e-5)
     assert len(ours) == len(theirs)
     for a, b in zip(ours, theirs):
@@ -44,11 +35,12 @@ def test_under_bf16_autocast_it_rounds_like_nn_gru():
     layer = torch.nn.GRU(16, 32, batch_first=True)
     x = torch.randn(4, 30, 16, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        ours, theirs = _run(gru.gru_layer, layer, x, None), _run(_torch_gru, layer, x, None)
+        ours = run_and_backprop(partial(gru.gru_layer, layer), layer, x, None)
+        theirs = run_and_backprop(layer, layer, x, None)
     for a, b in zip(ours, theirs):
         assert a.dtype == b.dtype == torch.float32
         assert (a - b).abs().max() <= 0.03 * b.abs().max()
-    exact = _run(gru.gru_layer, layer, x, None)  # float32
+    exact = run_and_backprop(partial(gru.gru_layer, layer), layer, x, None)  # float32
     assert not torch.equal(ours[0], exact[0])  # bf16 did run
 
 
@@ -72,7 +64,8 @@ def test_float64_stays_exact_under_autocast_and_a_second_derivative_is_refused()
     layer = torch.nn.GRU(3, 4, batch_first=True).double()
     x = torch.randn(2, 5, 3, dtype=torch.float64, requires_grad=True)
     with torch.autocast("cpu", dtype=torch.bfloat16):  # autocast leaves float64 alone, and so must the layer
-        ours, theirs = _run(gru.gru_layer, layer, x, None), _run(_torch_gru, layer, x, None)
+        ours = run_and_backprop(partial(gru.gru_layer, layer), layer, x, None)
+        theirs = run_and_backprop(layer, layer, x, None)
     for a, b in zip(ours, theirs):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
     out, _ = gru.gru_layer(layer, x, None)
