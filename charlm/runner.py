@@ -366,7 +366,9 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
         ids, label = tok.encode(text, unknown=unknown), source.description
         if len(ids) < 2:
             raise TokenizerError("the text to evaluate has fewer than 2 tokens: pass a longer text")
-        n_chars = len(text) - tok.count_chars(ids[:1])  # the text's characters, less the first token's
+        # the text's characters (with --unknown skip, those left to score), less the first token's
+        kept_chars = tok.count_chars(ids) if unknown == "skip" else len(text)
+        n_chars = kept_chars - tok.count_chars(ids[:1])
     else:
         steps = data.recorded_split_steps(ck.info["corpus"], ck.info["train"], split_name, tok)
         (ids, n_chars), label = prepare_with_progress(steps), f"its {split_name} split"

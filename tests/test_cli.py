@@ -44,6 +44,17 @@ def test_eval_on_a_file_and_human_table(trained_run, tiny_corpus):
     assert "bits per character" in result.stdout
 
 
+def test_eval_unknown_skip_counts_only_the_characters_it_scores(trained_run, tmp_path):
+    """Skipped characters are never predicted, so they must not dilute bits per character."""
+    plain, padded = tmp_path / "plain.txt", tmp_path / "padded.txt"
+    plain.write_text("the cat sat on the mat.\n" * 4, encoding="utf-8")
+    padded.write_text("the cat sat on the mat.\n" * 4 + "Z" * 500, encoding="utf-8")  # 'Z' never seen
+    figures = [json.loads(invoke("eval", trained_run, "--text", path, "--unknown", "skip", "--json").stdout)
+               for path in (plain, padded)]
+    assert figures[1]["characters"] == figures[0]["characters"] == 4 * 24 - 1
+    assert figures[1]["bpc"] == pytest.approx(figures[0]["bpc"])
+
+
 def test_sample_is_reproducible_and_stdout_only_text(trained_run):
     a = invoke("sample", trained_run, "--prompt", "the ", "--length", "40", "--seed", "3")
     b = invoke("sample", trained_run, "--prompt", "the ", "--length", "40", "--seed", "3", "--no-stream")
