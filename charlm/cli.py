@@ -26,6 +26,7 @@ from charlm.errors import CharlmError, ConfigError
 from charlm.tokenizer import LEVELS, NORMALIZATIONS, SUBWORD_MODELS, TokenizerSpec
 
 DEFAULT_CORPUS = "shakespeare"
+RESUME_OPTIONS = {"resume", "device", "save_every"}  # what `train --resume` may be given: the rest is the run's own
 DEFAULT_TIME_BUDGET = 300.0  # seconds, when no --epochs / --max-steps / --time-budget is given
 MODEL_DEFAULTS, TRAIN_DEFAULTS, SAMPLE_DEFAULTS = ModelConfig(), TrainConfig(), SampleConfig()
 TOKENIZER_DEFAULTS = TokenizerSpec()
@@ -113,7 +114,7 @@ Examples:
 """)
 @click.argument("corpus", nargs=-1)
 @click.option("-o", "--out", type=click.Path(path_type=Path), help="Run folder (default: checkpoints/<corpus>-<cell>-<time>).")
-@click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder exactly where it stopped.")
+@click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder exactly where it stopped, with its own corpus and settings.")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--val", "val_source", help="Validation text file (default: the last --val-fraction of the corpus).")
 @click.option("--val-fraction", type=float, default=TRAIN_DEFAULTS.val_fraction, show_default=True, help="Last fraction of the corpus held out for validation.")
@@ -175,9 +176,11 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
     ctx = click.get_current_context()
     given = {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
     if resume is not None:
-        if corpus or given & {"level", "vocab_size", "model_type", "normalize", "glob", "hf_split", "text_column"}:
-            raise click.UsageError("--resume continues a run on its own corpus and tokenizer: drop CORPUS and the "
-                                   "corpus and tokenizer options")
+        ignored = [p for p in ctx.command.params if p.name in given - RESUME_OPTIONS]
+        if corpus or ignored:
+            dropped = ["CORPUS"] * bool(corpus) + [max(p.opts, key=len) for p in ignored if isinstance(p, click.Option)]
+            raise click.UsageError(f"--resume continues a run with the corpus and settings it started with: drop "
+                                   f"{', '.join(dropped)} (only --device and --save-every may change)")
         setup = runner.resume_setup(resume, device)
     else:
         if level != "subword" and given & {"vocab_size", "model_type"}:

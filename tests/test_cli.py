@@ -83,6 +83,8 @@ def test_greedy_sampling_is_deterministic(trained_run):
     (["train", "{corpus}", "--hidden", "0"], "--hidden"),
     (["train", "{corpus}", "--time-budget", "soon"], "duration"),
     (["train", "{corpus}", "--device", "cuda"], "CUDA is not available"),
+    (["train", "--resume", "{run}", "--seq-len", "8", "--lr", "5"], "drop --seq-len, --lr"),  # not silently ignored
+    (["train", "{corpus}", "--resume", "{run}"], "drop CORPUS"),
 ])
 def test_bad_input_gives_one_line_error(trained_run, tiny_corpus, args, message):
     args = [a.format(run=trained_run, corpus=tiny_corpus) for a in args]
