@@ -413,8 +413,13 @@ class Trainer:
                 p.elapsed += now - t_last
                 t_last = now
                 stop = self._agree()
-                if result is None:
+                if result is None:  # skipped: nothing to count or log, but the run may still be over
                     yield self._on_bad_step()
+                    if self._reached_horizon():
+                        p.done, p.stop_reason = True, "horizon"
+                    elif stop is not None:
+                        p.stop_reason = stop
+                        return
                     continue
                 loss, norm = result
                 p.step += 1

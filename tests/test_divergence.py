@@ -15,17 +15,18 @@ from charlm.train import EventReport, Trainer, TrainingDiverged
 from conftest import TINY_MODEL_ARGS, TINY_TEXT
 
 
-def make_trainer(max_steps=120):
+def make_trainer(**horizon):
     torch.manual_seed(0)
     tok = CharTokenizer.fit(TINY_TEXT)
     ids = tok.encode(TINY_TEXT)
     model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8, dropout=0.0), tok.vocab_size)
-    return Trainer(model, ids[:2400], ids[2400:], TrainConfig(batch_size=4, seq_len=16, lr=0.01, warmup_steps=0,
-                                                               max_steps=max_steps, eval_every=50), torch.device("cpu"))
+    config = TrainConfig(batch_size=4, seq_len=16, lr=0.01, warmup_steps=0, eval_every=50, **(horizon or {"max_steps": 120}))
+    return Trainer(model, ids[:2400], ids[2400:], config, torch.device("cpu"))
 
 
-def inject_nan(trainer, bad_calls):
-    """Make the model's forward return NaN logits on the given training calls (1 = the first step)."""
+def inject_nan(trainer, bad_calls, then=None):
+    """Make the model's forward return NaN logits on the given training calls (1 = the first step),
+    calling ``then()`` on each of those calls."""
     forward = trainer.model.forward
     calls = {"n": 0}
 
@@ -36,6 +37,8 @@ def inject_nan(trainer, bad_calls):
         calls["n"] += 1
         if calls["n"] in bad_calls:
             logits = logits * float("nan")
+            if then is not None:
+                then()
         return logits, state
 
     trainer.model.forward = poisoned
@@ -70,3 +73,21 @@ def test_absurd_learning_rate_stops_with_one_line_and_logs_events(tmp_path, tiny
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     kinds = [e["kind"] for e in events if e["type"] == "event"]
     assert "bad_step" in kinds and "rollback" in kinds
+
+
+def test_a_bad_last_step_still_ends_the_run_at_its_horizon():
+    trainer = make_trainer(epochs=1.0)
+    windows = trainer.steps_per_epoch
+    inject_nan(trainer, bad_calls={windows})  # the epoch's last window
+    list(trainer.run())
+    p = trainer.progress
+    assert p.done and p.stop_reason == "horizon" and p.bad_steps == 1
+    assert (p.epoch, p.window, p.step) == (1, 0, windows - 1)  # no window of a second epoch
+
+
+def test_a_stop_requested_during_a_bad_step_ends_after_it():
+    trainer = make_trainer()
+    inject_nan(trainer, bad_calls={30}, then=lambda: trainer.request_stop("SIGINT"))  # Ctrl-C during step 30
+    list(trainer.run())
+    p = trainer.progress
+    assert not p.done and p.stop_reason == "SIGINT" and (p.step, p.bad_steps) == (29, 1)
