@@ -87,8 +87,12 @@ def write_json(path: Path, data: Any) -> None:
 
 def append_metrics(run_dir: Path, record: dict) -> None:
     """Append one JSON line to metrics.jsonl (a torn last line is skipped when reading)."""
-    with open(Path(run_dir) / METRICS_FILE, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    path = Path(run_dir) / METRICS_FILE
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    except OSError as e:
+        raise CheckpointError(f"cannot write {path}: {e.strerror or e}; free disk space or pick a writable folder") from None
 
 
 def truncate_metrics(run_dir: Path, step: int) -> None:
@@ -139,7 +143,7 @@ def _write_safetensors(path: Path, tensors: dict[str, torch.Tensor], metadata: d
 def _read_safetensors(path: Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Read tensors and header metadata, turning any parse failure into a CheckpointError."""
     if not path.is_file():
-        raise CheckpointError(f"{path} is missing: the {what} was never saved or was deleted; retrain or pick another run")
+        raise CheckpointError(f"{path} is missing ({what} never saved, or deleted): retrain or pick another run")
     try:
         with safe_open(str(path), framework="pt", device="cpu") as f:
             metadata = f.metadata() or {}

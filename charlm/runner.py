@@ -211,9 +211,9 @@ def prepare_with_progress(steps):
             bar.update(tasks[report.stage], completed=report.done, total=report.total)
 
 
-def _save_state(setup: TrainSetup) -> None:
-    """Write last.safetensors. Under torchrun every rank must call this at the same step: the ranks'
-    hidden states and RNG states are gathered, and rank 0 writes them."""
+def _save_state(setup: TrainSetup) -> dict:
+    """Write last.safetensors; returns the save's record for metrics.jsonl. Under torchrun every rank must
+    call this at the same step: the ranks' hidden states and RNG states are gathered, and rank 0 writes them."""
     t = setup.trainer
     start = time.perf_counter()
     hidden = t.gather_hidden()
@@ -221,8 +221,7 @@ def _save_state(setup: TrainSetup) -> None:
     rngs = distributed.gather(t.world, (torch.get_rng_state(), torch.cuda.get_rng_state(t.device) if cuda else None))
     if t.world.is_main:
         checkpoint.save_training_state(setup.run_dir, t.model, t.optimizer, hidden, t.resumable_progress(), rngs)
-        checkpoint.append_metrics(setup.run_dir, {"type": "save", "step": t.progress.step,
-                                                  "seconds": time.perf_counter() - start})
+    return {"type": "save", "step": t.progress.step, "seconds": time.perf_counter() - start}
 
 
 class _StopOnSignal:
@@ -264,9 +263,18 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
     model = trainer.model
     main = trainer.world.is_main  # only rank 0 writes files (and prints: the others' consoles are muted)
 
+    unlogged = False  # metrics.jsonl could not be written: the run stops and saves, and logs no more
+
     def log(record: dict) -> None:
-        if main:
+        nonlocal unlogged
+        if not main or unlogged:
+            return
+        try:
             checkpoint.append_metrics(run_dir, record)
+        except CheckpointError as e:
+            unlogged = True
+            console.warn(f"{e}; stopping to save the run")
+            trainer.request_stop("a failed write")
 
     processes = f" × {trainer.world.size} processes" if trainer.world.is_distributed else ""
     m = model.config
@@ -302,9 +310,9 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                         checkpoint.save_weights(run_dir, model, {"step": report.step, "val_loss": r.loss, "val_bpc": r.bpc,
                                                                  "val_perplexity": r.perplexity})
                     if not trainer.save_every:
-                        _save_state(setup)
+                        log(_save_state(setup))
                 elif isinstance(report, SaveRequest):
-                    _save_state(setup)
+                    log(_save_state(setup))
                 elif isinstance(report, EventReport):
                     console.warn(report.message)
                     log({"type": "event", "step": report.step, "kind": report.kind, "message": report.message})
@@ -314,8 +322,9 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
         console.err.print(f"aborted at once; the last saved checkpoint in {run_dir} is intact. "
                           f"Resume with: {_resume_command(trainer.world, run_dir)}")
         return EXIT_INTERRUPTED
-    _save_state(setup)
-    if trainer.val_ids is None and main:
+    log(_save_state(setup))
+    if main and (trainer.val_ids is None or not (run_dir / checkpoint.MODEL_FILE).exists()):
+        # no validation text, or stopped before the first evaluation: the last weights are the ones to sample
         checkpoint.save_weights(run_dir, model, {"step": p.step, "train_loss": last_step.loss if last_step else None})
     if not p.done:
         console.err.print(f"stopped by {p.stop_reason} at step {p.step:,}; the run is saved. "

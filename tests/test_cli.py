@@ -176,6 +176,19 @@ def test_hihello_through_the_cli(tmp_path):
     assert sample.stdout == "hihello\n"
 
 
+def test_a_run_stopped_before_its_first_evaluation_can_be_sampled(tmp_path, tiny_corpus, monkeypatch):
+    stop_training_at(monkeypatch, 5)  # evaluation comes every 20 steps
+    stopped = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "40", *TINY_MODEL_ARGS)
+    monkeypatch.undo()
+    assert stopped.exit_code == 130
+    sampled = invoke("sample", tmp_path / "run", "-p", "the", "-n", "10")
+    assert sampled.exit_code == 0 and sampled.stdout.startswith("the"), sampled.output
+    assert invoke("train", "--resume", tmp_path / "run").exit_code == 0
+    from charlm import checkpoint
+
+    assert "val_loss" in checkpoint.load(tmp_path / "run").weights  # the best weights by validation now
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
     args = ["--max-steps", "40", *TINY_MODEL_ARGS, "--dropout", "0.1"]
     straight = invoke("train", tiny_corpus, "--out", tmp_path / "a", *args)

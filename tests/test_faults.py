@@ -42,3 +42,28 @@ def test_disk_full_mid_run_keeps_the_previous_checkpoint(tmp_path, tiny_corpus, 
     loaded = checkpoint.load(out)  # the last good checkpoint still loads and verifies
     assert loaded.weights["step"] > 0
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_metrics_that_cannot_be_written_stop_the_run_with_its_state_saved(tmp_path, tiny_corpus, monkeypatch):
+    """metrics.jsonl is the first file a filling disk refuses (it is appended every few steps): the run
+    warns, stops and saves, and resumes once there is room again."""
+    out = tmp_path / "run"
+    appends = {"n": 0}
+
+    def open_then_refuse_appends(file, mode="r", *args, **kwargs):
+        if "a" in mode:
+            appends["n"] += 1
+            if appends["n"] > 3:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint, "open", open_then_refuse_appends, raising=False)
+    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--max-steps", "200",
+                                      *TINY_MODEL_ARGS])
+    monkeypatch.undo()
+    assert result.exit_code == 130, result.output
+    assert "No space left on device" in result.stderr and "stopped by a failed write" in result.stderr
+    assert "--resume" in result.stderr and "Traceback" not in result.output
+    resumed = CliRunner().invoke(cli, ["train", "--resume", str(out)])
+    assert resumed.exit_code == 0, resumed.output
+    assert checkpoint.load(out).weights["step"] > 0
