@@ -246,6 +246,16 @@ def save_weights(run_dir: Path, model: RNNLM, summary: dict) -> None:
     _write_safetensors(Path(run_dir) / MODEL_FILE, tensors, metadata)
 
 
+def read_weights_summary(run_dir: Path) -> dict:
+    """The summary in model.safetensors' header (step, val_loss …) without reading its tensors; {} if unreadable."""
+    path = Path(run_dir) / MODEL_FILE
+    try:
+        with safe_open(str(path), framework="pt", device="cpu") as f:
+            return json.loads((f.metadata() or {}).get("summary", "{}"))
+    except (SafetensorError, OSError, ValueError):
+        return {}
+
+
 RNGs = list[tuple[torch.Tensor, torch.Tensor | None]]  # per process (rank): torch's CPU and CUDA generator states
 
 

@@ -177,7 +177,11 @@ def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
     trainer = _make_trainer(parts, device, world)
     state = checkpoint.load_training_state(run_dir, trainer.model)
     trainer.optimizer.load_state_dict(state.optimizer_state)
-    trainer.progress = Progress.from_dict(state.progress)
+    trainer.progress = p = Progress.from_dict(state.progress)
+    # With --save-every, an evaluation may have written better weights after the last save: keep them the best.
+    best = checkpoint.read_weights_summary(run_dir)
+    if best.get("val_loss") is not None and best["val_loss"] < p.best_val_loss:
+        p.best_val_loss, p.best_val_bpc, p.best_step = best["val_loss"], best.get("val_bpc"), best.get("step", p.step)
     trainer.set_hidden(state.hidden)
     restore_rng(trainer.progress.rng)
     if world.rank in state.rngs:  # a rank the saved run did not have keeps its seeded generator
@@ -287,7 +291,6 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
         f"device {trainer.device.type}{processes}, {c.precision}{', compiled' if c.compile else ''}"
     )
     last_step: StepReport | None = None
-    best: EvalReport | None = None
     bar = console.training_progress()
     fields = dict(step=p.step, loss="–", val="–", ppl="–", bpc="–", rate="–")
     try:
@@ -306,7 +309,6 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                     log({"type": "val", "step": report.step, "epoch": report.epoch, "elapsed": report.elapsed,
                          "improved": report.improved, **r.to_dict()})
                     if report.improved and main:
-                        best = report
                         checkpoint.save_weights(run_dir, model, {"step": report.step, "val_loss": r.loss, "val_bpc": r.bpc,
                                                                  "val_perplexity": r.perplexity})
                     if not trainer.save_every:
@@ -330,11 +332,11 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
         console.err.print(f"stopped by {p.stop_reason} at step {p.step:,}; the run is saved. "
                           f"Resume with: {_resume_command(trainer.world, run_dir)}")
         return EXIT_INTERRUPTED
-    _print_summary(setup, last_step, best)
+    _print_summary(setup, last_step)
     return 0
 
 
-def _print_summary(setup: TrainSetup, last_step: StepReport | None, best: EvalReport | None) -> None:
+def _print_summary(setup: TrainSetup, last_step: StepReport | None) -> None:
     p = setup.trainer.progress
     rows = [
         ("run folder", str(setup.run_dir)),
@@ -344,13 +346,13 @@ def _print_summary(setup: TrainSetup, last_step: StepReport | None, best: EvalRe
         ("training tokens/s", f"{p.tokens / p.elapsed:,.0f}" if p.elapsed else "–"),
         ("last train loss", console.fmt(last_step.loss if last_step else None)),
     ]
-    if best is not None or p.best_val_loss < float("inf"):
+    if p.best_val_loss < float("inf"):
         from charlm import metrics
 
         rows += [
             ("best val loss (nats/token)", console.fmt(p.best_val_loss)),
             ("best val perplexity", console.fmt(metrics.perplexity(p.best_val_loss), 3)),
-            ("best val bpc", console.fmt(best.result.bpc if best else metrics.bits(p.best_val_loss))),
+            ("best val bpc", console.fmt(p.best_val_bpc)),
             ("best at step", f"{p.best_step:,}"),
         ]
     console.out.print(console.key_value_table("training finished", rows))

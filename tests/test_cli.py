@@ -189,6 +189,23 @@ def test_a_run_stopped_before_its_first_evaluation_can_be_sampled(tmp_path, tiny
     assert "val_loss" in checkpoint.load(tmp_path / "run").weights  # the best weights by validation now
 
 
+def test_resume_keeps_best_weights_saved_after_its_last_state(tmp_path, tiny_corpus, monkeypatch):
+    """With --save-every, an evaluation can write model.safetensors after last.safetensors was saved; a
+    crash then leaves the training state with an older best, which must not overwrite the better weights."""
+    from charlm import checkpoint
+
+    run = tmp_path / "run"
+    stop_training_at(monkeypatch, 25)
+    assert invoke("train", tiny_corpus, "--out", run, "--max-steps", "60", *TINY_MODEL_ARGS).exit_code == 130
+    monkeypatch.undo()
+    best = checkpoint.load(run)
+    checkpoint.save_weights(run, best.model, {**best.weights, "val_loss": 0.001, "val_bpc": 0.002})  # unbeatable
+    resumed = invoke("train", "--resume", run)
+    assert resumed.exit_code == 0, resumed.output
+    assert checkpoint.load(run).weights["val_loss"] == 0.001
+    assert "0.0020" in resumed.stdout  # its bits per character in the summary (not 0.001 nats in bits: 0.0014)
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
     args = ["--max-steps", "40", *TINY_MODEL_ARGS, "--dropout", "0.1"]
     straight = invoke("train", tiny_corpus, "--out", tmp_path / "a", *args)
