@@ -34,8 +34,9 @@ def filter_logits(logits: torch.Tensor, config: SampleConfig, banned_id: int | N
         return torch.zeros_like(logits).scatter_(-1, logits.argmax(-1, keepdim=True), 1.0)
     logits = logits / config.temperature
     if config.top_k and config.top_k < logits.size(-1):
-        kth = torch.topk(logits, config.top_k, dim=-1).values[..., -1:]  # (..., 1)
-        logits = logits.masked_fill(logits < kth, float("-inf"))
+        top = torch.topk(logits, config.top_k, dim=-1).indices  # (..., k): exactly k tokens, even among ties
+        keep = torch.zeros_like(logits, dtype=torch.bool).scatter_(-1, top, True)
+        logits = logits.masked_fill(~keep, float("-inf"))
     probs = torch.softmax(logits, dim=-1)
     if config.top_p < 1.0:
         sorted_probs, order = torch.sort(probs, dim=-1, descending=True)

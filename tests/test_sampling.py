@@ -36,6 +36,14 @@ def test_a_banned_token_gets_no_probability_under_any_filter():
     assert logits[0, 0] == 5.0  # the caller's logits are left alone
 
 
+def test_top_k_keeps_exactly_k_tokens_with_their_relative_odds():
+    logits = torch.tensor([[2.0, 1.0, 1.0, 1.0, 0.0], [0.0, 0.0, 0.0, 0.0, 0.0]])  # ties at the k-th place
+    probs = filter_logits(logits, SampleConfig(temperature=1.0, top_k=2))
+    assert ((probs > 0).sum(-1) == 2).all()
+    assert probs[0, 0] / probs[0][probs[0] > 0][1] == pytest.approx(torch.e)  # e^2 : e^1, renormalised
+    assert probs.sum(-1).tolist() == pytest.approx([1.0, 1.0])
+
+
 def test_generate_never_emits_the_banned_token():
     torch.manual_seed(0)
     model = RNNLM(ModelConfig(hidden_size=8, embed_size=4), vocab_size=5).eval()
