@@ -172,7 +172,7 @@ def main() -> None:
     baseline = RNNLM(dataclasses.replace(config, dropout_kind="standard"), VOCAB)
     baseline.drop = torch.nn.Dropout(config.dropout)
     rate = train_tokens_per_s(baseline, train, amp)
-    print(f"  the same with torch's nn.Dropout: {rate:,.0f} tokens/s (charlm's Dropout {standard_rate / rate:.2f}x)")
+    print(f"  the same with torch's nn.Dropout: {rate:,.0f} tokens/s (charlm's StandardDropout {standard_rate / rate:.2f}x)")
     if config.cell == "gru":
         torch.manual_seed(0)
         with mock.patch.object(model_module, "gru_layer", lambda layer, x, state: layer(x, state)):

@@ -18,7 +18,7 @@ parts come back as read-only numpy memmaps; the next run with the same corpus
 and tokenizer reuses them. A smaller corpus is tokenized into a throwaway
 folder and loaded into memory.
 
-``prepare_steps`` yields ``Progress`` reports and returns ``RunData``;
+``prepare_steps`` yields ``ReadProgress`` reports and returns ``RunData``;
 ``prepare`` does the same without reports. Nothing here prints: warnings and
 notes come back as strings for the CLI to show.
 """
@@ -44,7 +44,7 @@ MAX_UNSEEN_SHOWN = 1000
 
 
 @dataclass(frozen=True)
-class Progress:
+class ReadProgress:
     """How far a pass has read: ``done`` of ``total`` input bytes (total None when unknown)."""
 
     stage: str  # 'scanning', 'reading training text', 'fitting the … tokenizer', 'tokenizing'
@@ -80,7 +80,7 @@ def sha256_text(text: str) -> str:
 
 
 def drain(steps: Generator):
-    """Run a generator of Progress reports to its end and return its value."""
+    """Run a generator of ReadProgress reports to its end and return its value."""
     while True:
         try:
             next(steps)
@@ -123,7 +123,7 @@ def _store(digest, data, writer: tokencache.TokenWriter, part: str, ids: np.ndar
     writer.write(part, ids)
 
 
-def _scan(source: Source, fitter: CharFitter | None = None) -> Generator[Progress, None, Scan]:
+def _scan(source: Source, fitter: CharFitter | None = None) -> Generator[ReadProgress, None, Scan]:
     """Count and hash the text; a ``fitter`` also sees every chunk with its position (char vocabulary)."""
     digest, characters, size = hashlib.sha256(), 0, 0
     with _Worker() as worker:
@@ -133,7 +133,7 @@ def _scan(source: Source, fitter: CharFitter | None = None) -> Generator[Progres
                 fitter.add(chunk.text, characters)
             characters += len(chunk.text)
             size += len(chunk.data)
-            yield Progress("scanning", chunk.done, chunk.total)
+            yield ReadProgress("scanning", chunk.done, chunk.total)
     return Scan(characters, size, digest.hexdigest())
 
 
@@ -163,19 +163,19 @@ def _pieces(layout: list[tuple[Source, list[tuple[str, int]]]]) -> Iterator[tupl
                 left = parts[index][1] if index < len(parts) else 0
 
 
-def _fit(layout, spec: TokenizerSpec, expected_bytes: int) -> Generator[Progress, None, object]:
+def _fit(layout, spec: TokenizerSpec, expected_bytes: int) -> Generator[ReadProgress, None, object]:
     """Fit a tokenizer on the 'train' part only, stopping the read where it ends."""
     fitter = spec.fitter(expected_bytes)
     for part, text, _, chunk in _pieces(layout):
         if part != "train":
             break
         fitter.add(text)
-        yield Progress("reading training text", chunk.done, chunk.total)
-    yield Progress(f"fitting the {spec.level} tokenizer", 0, None)  # sentencepiece can take minutes here
+        yield ReadProgress("reading training text", chunk.done, chunk.total)
+    yield ReadProgress(f"fitting the {spec.level} tokenizer", 0, None)  # sentencepiece can take minutes here
     return fitter.finish()
 
 
-def _encode(layout, tokenizer, folder: Path) -> Generator[Progress, None, dict]:
+def _encode(layout, tokenizer, folder: Path) -> Generator[ReadProgress, None, dict]:
     """Tokenize every part into ``folder``; returns the meta dict (tokens, characters, hashes per part).
 
     Training text must be fully known to the tokenizer; unseen characters elsewhere become <unk>.
@@ -199,7 +199,7 @@ def _encode(layout, tokenizer, folder: Path) -> Generator[Progress, None, dict]:
                 characters[part] += len(text)
                 if part not in first and len(ids):
                     first[part] = ids[:1]
-                yield Progress("tokenizing", chunk.done, chunk.total)
+                yield ReadProgress("tokenizing", chunk.done, chunk.total)
     finally:
         writer.close()
     meta = {
@@ -224,7 +224,7 @@ def _encode(layout, tokenizer, folder: Path) -> Generator[Progress, None, dict]:
 def prepare_steps(source: Source | str, val_fraction: float, test_fraction: float = 0.0,
                   val_source: Source | str | None = None, tokenizer=None, spec: TokenizerSpec | None = None,
                   cache_dir: Path | None = None, cache_min_bytes: int = CACHE_MIN_BYTES,
-                  check_against: dict | None = None) -> Generator[Progress, None, RunData]:
+                  check_against: dict | None = None) -> Generator[ReadProgress, None, RunData]:
     """Scan, split, fit the tokenizer on the training text only (unless ``tokenizer`` is given), encode.
 
     ``spec`` says which tokenizer to fit (default: char level). ``cache_dir`` None
@@ -307,7 +307,7 @@ def prepare_steps(source: Source | str, val_fraction: float, test_fraction: floa
 
 
 def _fitted(layout, spec: TokenizerSpec, train_bytes: int, cache_dir: Path | None, fit_key: str,
-            notes: list[str]) -> Generator[Progress, None, object]:
+            notes: list[str]) -> Generator[ReadProgress, None, object]:
     """A tokenizer fitted to ``spec`` on the training part: from the cache when it was fitted before."""
     if not spec.needs_fit:
         return spec.fitter().finish()
@@ -363,7 +363,7 @@ def recorded_cache_dir(corpus_info: dict) -> Path | None:
 
 
 def recorded_split_steps(corpus_info: dict, train_config: dict, split_name: str, tokenizer
-                         ) -> Generator[Progress, None, tuple[np.ndarray, int]]:
+                         ) -> Generator[ReadProgress, None, tuple[np.ndarray, int]]:
     """Read a run's corpus again and return the ids of its 'val', 'test' or 'train' part and the characters
     their targets stand for, checked against the hashes recorded at training time. A run that used a
     token cache reads it again (or rebuilds it there)."""

@@ -40,7 +40,7 @@ _RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RN
 _CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell, "rnn-relu": torch.rnn_relu_cell}
 
 
-class Dropout(nn.Dropout):
+class StandardDropout(nn.Dropout):
     """nn.Dropout whose mask comes from ``torch.rand`` on CPU: x (…) → (…), same distribution.
 
     torch's CPU dropout draws its mask with ``bernoulli_``, which took 3 ms for
@@ -56,17 +56,13 @@ class Dropout(nn.Dropout):
         return x.mul(torch.rand(x.shape, device=x.device) < keep).mul_(1.0 / keep)
 
 
-class LockedDropout(nn.Module):
+class LockedDropout(nn.Dropout):
     """Dropout with one mask per sequence, shared by all its time steps: x (B, T, H) → (B, T, H).
 
     A unit dropped from a sequence stays dropped for the whole window, so the
     next layer cannot average the noise away over time; and drawing B × H
     random numbers instead of B × T × H makes it much cheaper on CPU.
     """
-
-    def __init__(self, p: float):
-        super().__init__()
-        self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
@@ -93,7 +89,7 @@ class RNNLM(nn.Module):
             for i in range(config.num_layers)
         )
         self.time_rnn = TimeRNN(config.cell)  # the reference path; no weights of its own
-        self.drop = LockedDropout(config.dropout) if config.dropout_kind == "locked" else Dropout(config.dropout)
+        self.drop = LockedDropout(config.dropout) if config.dropout_kind == "locked" else StandardDropout(config.dropout)
         self.decoder = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:
             # Press & Wolf (2017), "Using the Output Embedding to Improve Language Models".
@@ -182,10 +178,3 @@ def detach_state(state: State) -> State:
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)
     return state.detach()
-
-
-def select_state(state: State, rows: torch.Tensor | slice) -> State:
-    """The state of some streams (batch rows), e.g. to continue one sample."""
-    if isinstance(state, tuple):
-        return tuple(s[:, rows] for s in state)
-    return state[:, rows]

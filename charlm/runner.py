@@ -198,7 +198,7 @@ def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
 
 
 def prepare_with_progress(steps):
-    """Drive a generator of data.Progress reports with a bar on stderr (MB read, MB/s); returns its value.
+    """Drive a generator of data.ReadProgress reports with a bar on stderr (MB read, MB/s); returns its value.
     No bar when stderr is not a terminal (logs and tests stay clean)."""
     if not console.err.is_terminal:
         return data.drain(steps)

@@ -3,7 +3,7 @@ import torch
 
 from charlm.config import ModelConfig
 from charlm.errors import ConfigError
-from charlm.model import RNNLM, Dropout, LockedDropout, detach_state
+from charlm.model import RNNLM, LockedDropout, StandardDropout, detach_state
 
 CELLS = ["rnn", "rnn-relu", "lstm", "gru"]
 
@@ -124,7 +124,7 @@ def test_configs_saved_before_dropout_kind_keep_standard_dropout():
 
 def test_standard_dropout_zeroes_a_fraction_p_and_scales_the_rest():
     torch.manual_seed(0)
-    drop = Dropout(0.3).train()
+    drop = StandardDropout(0.3).train()
     x = torch.ones(64, 20, 50, requires_grad=True)
     y = drop(x)  # (B, T, H)
     assert y.unique().tolist() == [0.0, pytest.approx(1 / 0.7)]
