@@ -8,15 +8,15 @@ same function with the backward pass of the course notes (BPTT) done by hand:
 
     forward, t = 1 … T          gi_t = x_t W_ih^T + b_ih     (all t in one large product, first)
                                 gh_t = h_{t-1} W_hh^T + b_hh
-                                r, z = σ(gi_r + gh_r), σ(gi_z + gh_z)
-                                n    = tanh(gi_n + r ⊙ gh_n)
-                                h_t  = n + z ⊙ (h_{t-1} − n)
+                                a_r, a_z', a_n = gi_r + gh_r, gi_z + gh_z, gi_n + r ⊙ gh_n
+                                r, z', n = σ(a_r), σ(a_z'), tanh(a_n)
+                                h_t  = n + z' ⊙ (h_{t-1} − n)
 
     backward, t = T … 1         dh   = dL/dh_t (from the output) + the carry from step t+1
-                                da_n = dh ⊙ (1 − z) ⊙ (1 − n²)
-                                da_r = da_n ⊙ gh_n ⊙ r(1 − r),   da_z = dh ⊙ (h_{t-1} − n) ⊙ z(1 − z)
-                                dgh_t = [da_r, da_z, da_n ⊙ r],  dgi_t = [da_r, da_z, da_n]
-                                carry = dh ⊙ z + dgh_t W_hh                                   → dh_{t-1}
+                                da_n = dh ⊙ (1 − z') ⊙ (1 − n²)
+                                da_r = da_n ⊙ gh_n ⊙ r(1 − r),   da_z' = dh ⊙ (h_{t-1} − n) ⊙ z'(1 − z')
+                                dgh_t = [da_r, da_z', da_n ⊙ r],  dgi_t = [da_r, da_z', da_n]
+                                carry = dh ⊙ z' + dgh_t W_hh                                  → dh_{t-1}
 
     then, once per window       dW_hh = Σ_t dgh_t^T h_{t-1},  dW_ih = Σ_t dgi_t^T x_t,  dx_t = dgi_t W_ih,
                                 db_hh = Σ_t dgh_t,  db_ih = Σ_t dgi_t
@@ -27,7 +27,10 @@ run several times faster per FLOP than 2 × T small ones. On the development
 machine this makes the default 2×256 GRU's training step about 1.2× faster
 than nn.GRU's under bf16 autocast (docs/performance.md, bench/throughput.py).
 
-Gates sit in torch's order (r, z, n) and the weights are nn.GRU's own
+W_ih^T and W_hh^T are the course's W_x and W_h (torch stores weights as out × in).
+z' is torch's update gate, the share of the *old* state; the course's z, the
+share of the new candidate, is 1 − z' (docs/cells.md, "GRU": the same gate).
+The code writes z for z'. Gates sit in torch's order (r, z', n) and the weights are nn.GRU's own
 (``all_weights[0]``), so checkpoints do not change. tests/test_gru.py checks
 outputs and every gradient against nn.GRU.
 """
@@ -110,6 +113,7 @@ class _GRUWindow(torch.autograd.Function):
         for t in range(steps - 1, -1, -1):
             dh = d_out_t[t] + carry
             dn = torch.addcmul(dh, dh, z[t], value=-1)  # d loss / d n = dh ⊙ (1 − z)
+            # aten's tanh_backward / sigmoid_backward: the derivative formulas in the comments, fused, into buffers
             torch.ops.aten.tanh_backward(dn, n_t[t], grad_input=da_n_t[t])  # da_n = dn ⊙ (1 − n²)
             torch.mul(da_n_t[t], gh_n_t[t], out=d_r)
             torch.mul(dh, h[t] - n_t[t], out=d_z)
