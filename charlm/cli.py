@@ -302,7 +302,7 @@ Examples:
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
 @click.option("-p", "--prompt", default=None, help="Text to continue (default: a newline, or the corpus's first character).")
-@click.option("-n", "--length", type=int, default=500, show_default=True, help="Tokens to generate.")
+@click.option("-n", "--length", type=int, default=500, show_default=True, help="Tokens to generate, and a few more if the last one began a character or a Hangul syllable (byte, subword or --normalize nfd models).")
 @click.option("-t", "--temperature", type=float, default=SAMPLE_DEFAULTS.temperature, show_default=True, help="0 = greedy; below 1 = safer; above 1 = wilder.")
 @click.option("-k", "--top-k", type=int, default=SAMPLE_DEFAULTS.top_k, show_default=True, help="Sample among the k likeliest tokens (0 = all).")
 @click.option("--top-p", type=float, default=SAMPLE_DEFAULTS.top_p, show_default=True, help="Sample from the smallest set with this much probability (1 = all).")

@@ -27,7 +27,7 @@ from charlm.errors import CheckpointError, CorpusError, TokenizerError
 from charlm.evaluate import evaluate
 from charlm.model import RNNLM
 from charlm.sampling import generate
-from charlm.tokenizer import TokenizerSpec
+from charlm.tokenizer import EXTRA_TOKENS, TokenizerSpec, continuation_text
 from charlm.train import EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, restore_rng
 
 EXIT_INTERRUPTED = 130
@@ -421,24 +421,23 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
     generator = torch.Generator(device=device).manual_seed(seed)
     prompt_ids = torch.from_numpy(ids.astype("int64"))
     shown_prompt = "" if prompt == default_prompt(tok) else prompt
-    steps = generate(ck.model, prompt_ids, length, config, num_samples, device, generator, tok.unk_id)
+    # a few ids past --length, used only to finish a character or Hangul syllable the last one began
+    steps = generate(ck.model, prompt_ids, length + EXTRA_TOKENS if length else 0, config, num_samples, device,
+                     generator, tok.unk_id)
     write = sys.stdout.write
     try:
         if stream and num_samples == 1:
-            write(shown_prompt)
-            decoder = tok.incremental_decoder()
-            for next_ids in steps:
-                write(decoder.feed(int(next_ids[0])))
+            for text in continuation_text(tok.incremental_decoder(), (ids[0] for ids in steps), length, shown_prompt):
+                write(text)
                 sys.stdout.flush()
-            write(decoder.flush())  # what a byte or NFD decoder still holds
             write("\n")
         else:
             columns = [next_ids.cpu() for next_ids in steps]
-            samples = torch.stack(columns, dim=1).numpy() if columns else [[] for _ in range(num_samples)]
+            samples = torch.stack(columns, dim=1).tolist() if columns else [[] for _ in range(num_samples)]
             for i, row in enumerate(samples):
                 if i:
                     write("\n" + "─" * 40 + "\n")
-                write(shown_prompt + tok.decode(row) + "\n")
+                write("".join(continuation_text(tok.incremental_decoder(), row, length, shown_prompt)) + "\n")
     except BrokenPipeError:  # e.g. `charlm sample … | head`
         sys.stderr.close()
     sys.stdout.flush()

@@ -23,6 +23,7 @@ that is the same thing; a subword tokenizer may split the seam differently.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from typing import Iterator
 
@@ -32,6 +33,7 @@ from charlm.config import SampleConfig
 from charlm.errors import CharlmError
 from charlm.model import RNNLM, State
 from charlm.sampling import Predictor, filter_logits, sample_ids
+from charlm.tokenizer import continuation_text
 
 
 @dataclass(frozen=True)
@@ -144,27 +146,23 @@ class Session:
         """Append the most likely next token to the context (one undo step); returns the text it adds."""
         self._commit_for_writing()
         self._undo.append(_Undo(self.context, self.base))
-        decoder = self.tokenizer.incremental_decoder()
-        return self._append(self._next_token(SampleConfig(temperature=0)), decoder) + self._flush(decoder)
+        return "".join(self._write(itertools.islice(self._drawn_ids(SampleConfig(temperature=0)), 1), 1))
 
     def generate(self, n: int, stop=lambda: False) -> Iterator[str]:
-        """Sample up to ``n`` tokens with ``sample_config``, yielding the text each one adds to the context.
+        """Sample ``n`` tokens with ``sample_config``, yielding the text each adds to the context.
 
         The whole run is one undo step; ``stop()`` is asked before each token
-        (the REPL's Ctrl-C). A token may add no text (the first byte of a
-        multi-byte character), or its text may come one token late (a decoder
-        that composes NFD into NFC); what the decoder still holds comes last.
+        (the REPL's Ctrl-C). A few tokens more may come to finish a character
+        (a UTF-8 sequence, or a Hangul syllable under NFD, tokenizer.EXTRA_TOKENS at
+        most). A token may add no text (the first byte of a multi-byte character);
+        under NFD the context's last syllable is taken back and comes with the
+        first piece, joined with the jamo generated after it (고 + ᆼ → 공).
         """
         if n < 0:
             raise CharlmError(f"cannot generate {n} tokens: give a count of 0 or more")
         self._commit_for_writing()
         self._undo.append(_Undo(self.context, self.base))
-        decoder = self.tokenizer.incremental_decoder()
-        for _ in range(n):
-            if stop():
-                break
-            yield self._append(self._next_token(self.sample_config), decoder)
-        yield self._flush(decoder)
+        yield from self._write(self._drawn_ids(self.sample_config, stop), n)
 
     def set_seed(self, seed: int) -> None:
         self.seed = seed
@@ -197,18 +195,20 @@ class Session:
         # (test_session_points_do_not_alias checks it).
         return _Point(self.predictor.state, logits)
 
-    def _append(self, token_id: int, decoder) -> str:
-        point = self._run(self.base, [token_id])
-        text = decoder.feed(token_id)
-        self.base, self.context = point, self.context + text
-        return text
+    def _drawn_ids(self, config: SampleConfig, stop=lambda: False) -> Iterator[int]:
+        """Ids drawn one at a time under ``config``, each read by the model before the next is drawn."""
+        while not stop():
+            token_id = self._next_token(config)
+            self.base = self._run(self.base, [token_id])
+            yield token_id
 
-    def _flush(self, decoder) -> str:
-        """Add the text a streaming decoder still holds to the context; returns it."""
-        flush = getattr(decoder, "flush", None)
-        text = flush() if flush is not None else ""
-        self.context += text
-        return text
+    def _write(self, ids: Iterator[int], n: int) -> Iterator[str]:
+        """Decode ``n`` of ``ids`` (more, while a character is unfinished) onto the context; yields each piece."""
+        pieces = continuation_text(self.tokenizer.incremental_decoder(), ids, n, after=self.context)
+        self.context = next(pieces)  # less a last syllable the first token may still join
+        for text in pieces:
+            self.context += text
+            yield text
 
     def _commit_for_writing(self) -> None:
         """Commit the buffer before the model writes after it; an error when there is nothing to continue."""

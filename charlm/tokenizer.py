@@ -36,7 +36,7 @@ import hashlib
 import json
 import unicodedata
 from dataclasses import asdict, dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import numpy as np
 
@@ -291,10 +291,20 @@ class CharFitter:
 
 
 class CharDecoder:
-    """Streaming decode at char level: every id is one whole character."""
+    """Streaming decode at char level: every id is one whole character.
+
+    Every streaming decoder has ``feed(id) -> str``, ``flush() -> str`` (what it still holds, at the
+    end), ``prime(text) -> str`` (start after text already written; see ComposingDecoder) and
+    ``complete`` (nothing held back that a later token could still finish).
+    """
+
+    complete = True
 
     def __init__(self, tokenizer: CharTokenizer):
         self.tokenizer = tokenizer
+
+    def prime(self, text: str) -> str:
+        return text
 
     def feed(self, token_id: int) -> str:
         return self.tokenizer.token(token_id)
@@ -376,6 +386,13 @@ class Utf8Decoder:
         self.piece_bytes = piece_bytes
         self._utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
 
+    @property
+    def complete(self) -> bool:
+        return not self._utf8.getstate()[0]  # no bytes of an unfinished character held
+
+    def prime(self, text: str) -> str:
+        return text
+
     def feed(self, token_id: int) -> str:
         return self._utf8.decode(self.piece_bytes(token_id))
 
@@ -391,8 +408,20 @@ class ComposingDecoder:
         self.inner = inner
         self._pending = ""
 
+    @property
+    def complete(self) -> bool:
+        """False while the held character is a leading consonant alone (ᄒ), which only a vowel finishes."""
+        return self.inner.complete and not (self._pending and _is_leading_jamo(self._pending[-1]))
+
+    def prime(self, text: str) -> str:
+        """Start after ``text`` (a prompt): returns it in NFC less its last character, which is held,
+        so that a first jamo can still join it (고 + ᆼ → 공)."""
+        return self._hold_last(unicodedata.normalize("NFC", self._pending + text))
+
     def feed(self, token_id: int) -> str:
-        text = unicodedata.normalize("NFC", self._pending + self.inner.feed(token_id))
+        return self._hold_last(unicodedata.normalize("NFC", self._pending + self.inner.feed(token_id)))
+
+    def _hold_last(self, text: str) -> str:
         cut = len(text)
         while cut > 0 and unicodedata.combining(text[cut - 1]):
             cut -= 1
@@ -404,6 +433,32 @@ class ComposingDecoder:
         text = unicodedata.normalize("NFC", self._pending + self.inner.flush())
         self._pending = ""
         return text
+
+
+def _is_leading_jamo(char: str) -> bool:
+    """A conjoining initial consonant (U+1100–U+115F, U+A960–U+A97F): a syllable begun, not yet readable."""
+    return "\u1100" <= char <= "\u115f" or "\ua960" <= char <= "\ua97f"
+
+
+EXTRA_TOKENS = 8  # at most this many tokens past a requested length, to finish a character or syllable
+
+
+def continuation_text(decoder, ids: Iterable[int], length: int, after: str = "") -> Iterator[str]:
+    """The text of generated ``ids`` written after ``after``, piece by piece, through a streaming ``decoder``.
+
+    Yields ``after`` first (in NFC under an NFD decoder, its last syllable joined with the first jamo),
+    then the text of each id. Stops after ``length`` ids as soon as no character is left half-written (a
+    UTF-8 sequence cut short, a syllable that is only its leading consonant), within EXTRA_TOKENS more ids.
+    """
+    yield decoder.prime(after)
+    ids, fed = iter(ids), 0
+    while fed < length or (not decoder.complete and fed < length + EXTRA_TOKENS):
+        token_id = next(ids, None)  # drawn only when needed: for a model, each id is a step of generation
+        if token_id is None:
+            break
+        yield decoder.feed(int(token_id))
+        fed += 1
+    yield decoder.flush()
 
 
 def count_composed(tokenizer, ids: np.ndarray, block: int = 1 << 20) -> int:

@@ -64,6 +64,28 @@ def test_sample_is_reproducible_and_stdout_only_text(trained_run):
     assert many.exit_code == 0 and many.stdout.count("─" * 40) == 2
 
 
+def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(tmp_path, monkeypatch):
+    import torch
+
+    from charlm import runner
+
+    corpus = tmp_path / "ko.txt"
+    corpus.write_text("어제 나는 공원에서 사과를 샀다.\n" * 30, encoding="utf-8")
+    run = tmp_path / "run"
+    assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
+    jamo = runner.checkpoint.load(run).tokenizer.encode("ᆼ원에서").tolist()
+
+    def scripted(model, prompt_ids, length, config, num_samples, *args):  # the model "writes" ᆼ ᄋ ᅯ ᆫ ᄋ ᅦ …
+        for token_id in jamo[:length]:
+            yield torch.full((num_samples,), token_id)
+
+    monkeypatch.setattr(runner, "generate", scripted)
+    for options in ([], ["--no-stream"], ["--num-samples", "2"]):
+        result = invoke("sample", run, "-p", "어제 나는 고", "-n", "2", *options)
+        assert result.exit_code == 0, result.output
+        assert result.stdout.split("\n")[0] == "어제 나는 공워"  # not 고 + a lone ᆼ, nor a lone ᄋ at the end
+
+
 def test_greedy_sampling_is_deterministic(trained_run):
     a = invoke("sample", trained_run, "-p", "the", "-n", "30", "-t", "0", "--seed", "1")
     b = invoke("sample", trained_run, "-p", "the", "-n", "30", "-t", "0", "--seed", "2")

@@ -46,6 +46,27 @@ def fresh_probs(session, text):
 # ----- the session ------------------------------------------------------------------------------------------
 
 
+def test_generated_jamo_compose_with_the_context_into_whole_syllables(monkeypatch):
+    """Under --normalize nfd the model writes jamo: the jamo after 고 joins it (공), generation runs on to
+    finish a syllable it began, the context stays NFC, and the state is that of the whole text read afresh."""
+    import unicodedata
+
+    torch.manual_seed(0)
+    tokenizer = CharTokenizer.fit("어제 나는 공원에서 사과를 샀다.\n", normalize="nfd")
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=8, embed_size=4, dropout=0.0), tokenizer.vocab_size)
+    s = Session(model.eval(), tokenizer)
+    s.feed("어제 나는 고")
+    script = iter(tokenizer.encode("ᆼ원에").tolist())  # the model "writes" ᆼ ᄋ ᅯ ᆫ ᄋ ᅦ
+    monkeypatch.setattr(s, "_next_token", lambda config: next(script))
+    assert "".join(s.generate(2)) == "공워"  # ᆼ joins 고; ᄋ alone is unreadable, so ᅯ comes too
+    assert s.context == "어제 나는 공워" == unicodedata.normalize("NFC", s.context)
+    assert torch.allclose(s.probs(), fresh_probs(s, s.context), atol=1e-5)
+    assert s.accept() == "원" and s.context == "어제 나는 공원"  # ᆫ: the last syllable comes back whole
+    assert s.accept() == "원\u110b" and s.context == "어제 나는 공원\u110b"  # one token, even if unfinished
+    assert s.accept() == "에" and s.context == "어제 나는 공원에"  # the next one joins it
+    assert torch.allclose(s.probs(), fresh_probs(s, s.context), atol=1e-5)
+
+
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 def test_incremental_state_matches_a_fresh_pass(cell):
     s = tiny_session(cell)

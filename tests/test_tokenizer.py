@@ -152,3 +152,51 @@ def test_spec_validates_levels_and_settings():
         TokenizerSpec(normalize="nfx")
     with pytest.raises(TokenizerError, match="too small"):
         TokenizerSpec(level="subword", vocab_size=100)
+
+
+# ----- continuing a prompt: whole characters and syllables ---------------------------------------------------
+
+from charlm.tokenizer import EXTRA_TOKENS, continuation_text  # noqa: E402
+
+KOREAN = "어제 나는 공원에서 사과를 샀다.\n"
+
+
+def _continue(tok, prompt: str, continuation: str, length: int) -> tuple[str, int]:
+    """The text continuation_text writes for the ids of ``continuation`` after ``prompt``, and the ids it used."""
+    ids = iter(tok.encode(continuation).tolist())
+    used = [0]
+
+    def counted():
+        for i in ids:
+            used[0] += 1
+            yield i
+
+    text = "".join(continuation_text(tok.incremental_decoder(), counted(), length, after=prompt))
+    return text, used[0]
+
+
+def test_a_generated_jamo_joins_the_prompts_last_syllable():
+    tok = CharTokenizer.fit(KOREAN, normalize="nfd")
+    # 공원에 continuing 고: the first jamo is 공's final ᆼ, which must land inside 고, not after it
+    assert _continue(tok, "어제 나는 고", "ᆼ원에서", 4) == ("어제 나는 공원", 4)  # ᆼ ᄋ ᅯ ᆫ: 원 is readable
+    text, used = _continue(tok, "어제 나는 고", "ᆼ원에서", 5)  # the 5th is ᄋ alone: one more finishes 에
+    assert (text, used) == ("어제 나는 공원에", 6)
+    assert text == unicodedata.normalize("NFC", text)
+
+
+def test_a_hidden_or_empty_prompt_and_zero_length():
+    tok = CharTokenizer.fit(KOREAN, normalize="nfd")
+    assert _continue(tok, "", "공원", 1) == ("고", 2)  # ᄀ alone is unreadable: ᅩ comes with it
+    assert _continue(tok, "고", "ᆼ", 0) == ("고", 0)
+
+
+def test_byte_level_finishes_a_cut_utf8_character_and_char_level_stops_at_the_length():
+    assert _continue(ByteTokenizer(), "", "한국", 1) == ("한", 3)  # three bytes to a syllable
+    assert _continue(CharTokenizer.fit(KOREAN), "나는 ", "공원에서", 2) == ("나는 공원", 2)
+
+
+def test_an_unfinishable_syllable_stops_within_the_extra_tokens():
+    tok = CharTokenizer.fit(KOREAN, normalize="nfd")
+    leading_only = "ᄀ" * 50  # a broken model writing only leading consonants
+    text, used = _continue(tok, "", leading_only, 1)
+    assert used == 1 + EXTRA_TOKENS and text == unicodedata.normalize("NFC", leading_only[:used])
