@@ -25,7 +25,7 @@ import codecs
 import gzip
 import importlib.resources
 import lzma
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Iterator, NamedTuple
 
@@ -62,6 +62,15 @@ class Source:
 
     def to_dict(self) -> dict:
         return {**asdict(self), "inputs": list(self.inputs)}
+
+    def absolute(self) -> "Source":
+        """The same source with local files and folders as absolute paths (shipped names and hf: stay), so that
+        a run recorded from one folder can be resumed or evaluated from another."""
+        def absolute(name: str) -> str:
+            path = Path(name).expanduser()
+            return str(path.resolve()) if path.exists() and not name.startswith("hf:") else name
+
+        return replace(self, inputs=tuple(absolute(name) for name in self.inputs))
 
     @classmethod
     def from_dict(cls, data: dict) -> "Source":

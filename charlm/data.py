@@ -243,7 +243,7 @@ def prepare_steps(source: Source | str, val_fraction: float, test_fraction: floa
     scan = yield from _scan(source, scan_fitter)
     if check_against and check_against.get("sha256") not in (None, scan.sha256):
         raise CorpusError(f"the corpus {source.description} has changed since the run was recorded (its text hash "
-                          "differs): restore it, or pass the text to use explicitly")
+                          "differs): restore it to resume or evaluate the run, or evaluate other text with --text FILE")
     val_scan = (yield from _scan(val_source)) if val_source is not None else None
     if val_scan is None:
         n_train, n_test, n_val = corpus_mod.split_sizes(scan.characters, val_fraction, test_fraction)
@@ -327,8 +327,8 @@ def _corpus_info(source: Source, val_source: Source | None, scan: Scan, meta: di
     """What config.json records about the corpus: where it came from, its hash, and each part's size and hash."""
     parts = meta["parts"]
     return {
-        "source": source.description,
-        **source.to_dict(),
+        "source": source.description,  # as the user gave it; the inputs below are absolute paths
+        **source.absolute().to_dict(),
         "files": corpus_mod.count_inputs(source),
         "characters": scan.characters,
         "bytes": scan.bytes,
@@ -336,13 +336,13 @@ def _corpus_info(source: Source, val_source: Source | None, scan: Scan, meta: di
         "train_characters": parts["train"]["characters"],
         "train_sha256": parts["train"]["sha256"],
         "val_source": val_source.description if val_source is not None else None,
-        "val_inputs": list(val_source.inputs) if val_source is not None else None,
+        "val_inputs": list(val_source.absolute().inputs) if val_source is not None else None,
         "val_characters": parts["val"]["characters"] if has_val else 0,
         "val_sha256": parts["val"]["sha256"] if has_val else None,
         "test_characters": parts["test"]["characters"],
         "test_sha256": parts["test"]["sha256"],
         "tokens": {part: parts[part]["tokens"] for part in tokencache.PARTS},
-        "token_cache": str(folder) if folder is not None else None,
+        "token_cache": str(Path(folder).resolve()) if folder is not None else None,
     }
 
 

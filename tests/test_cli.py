@@ -6,7 +6,7 @@ from safetensors.torch import load_file
 
 from charlm.cli import cli
 
-from conftest import TINY_MODEL_ARGS, stop_training_at
+from conftest import TINY_MODEL_ARGS, TINY_TEXT, stop_training_at
 
 
 def invoke(*args, input=None):
@@ -226,6 +226,19 @@ def test_resume_keeps_best_weights_saved_after_its_last_state(tmp_path, tiny_cor
     assert resumed.exit_code == 0, resumed.output
     assert checkpoint.load(run).weights["val_loss"] == 0.001
     assert "0.0020" in resumed.stdout  # its bits per character in the summary (not 0.001 nats in bits: 0.0014)
+
+
+def test_a_run_given_a_relative_corpus_path_resumes_and_evaluates_from_another_folder(tmp_path, monkeypatch):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "tiny.txt").write_text(TINY_TEXT, encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "data")
+    stop_training_at(monkeypatch, 10)
+    assert invoke("train", "tiny.txt", "--out", tmp_path / "run", "--max-steps", "30", *TINY_MODEL_ARGS).exit_code == 130
+    monkeypatch.undo()  # back in the first folder: tiny.txt is not here
+    assert json.loads((tmp_path / "run" / "config.json").read_text())["corpus"]["source"] == "tiny.txt"
+    resumed = invoke("train", "--resume", tmp_path / "run")
+    assert resumed.exit_code == 0, resumed.output
+    assert invoke("eval", tmp_path / "run").exit_code == 0
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
