@@ -103,15 +103,22 @@ def truncate_metrics(run_dir: Path, step: int) -> None:
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
+    """The run's metrics.jsonl as a list of records (dicts), oldest first; [] when there is none.
+
+    Read line by line, so a line that is torn (a crash mid-write), not UTF-8 or
+    not a JSON object is skipped and costs only itself.
+    """
     path = Path(run_dir) / METRICS_FILE
     if not path.exists():
         return []
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in path.read_bytes().splitlines():
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            record = json.loads(line.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
             continue
+        if isinstance(record, dict):
+            records.append(record)
     return records
 
 

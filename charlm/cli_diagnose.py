@@ -94,12 +94,14 @@ def gradients(checkpoints, fresh, cells_spec, hidden_size, num_layers, seed, tex
     lib.check_window(length, windows)
     if height < 10:
         raise ConfigError(f"--height must be at least 10 lines, got {height}")
-    _check_writable(png_out, "--png")
+    _check_writable(png_out, "--png", "gradients.png")
     loaded = corpus.load_text(text_source)
+    default_text = ctx.get_parameter_source("text_source") == click.core.ParameterSource.DEFAULT
     models = []
     for path in checkpoints:
         ck = ckpt.load(path, "cpu")
-        models.append((str(path), ck.model, torch.from_numpy(ck.tokenizer.encode(loaded.text, unknown=unknown).astype("int64"))))
+        ids = _encode(ck.tokenizer, loaded.text, unknown, path, text_source if default_text else None)
+        models.append((str(path), ck.model, torch.from_numpy(ids.astype("int64"))))
     if fresh:
         tokenizer = CharTokenizer.fit(loaded.text)
         ids = torch.from_numpy(tokenizer.encode(loaded.text).astype("int64"))
@@ -114,6 +116,23 @@ def gradients(checkpoints, fresh, cells_spec, hidden_size, num_layers, seed, tex
                                "models": [f.to_dict() for f in flows]}, ensure_ascii=False))
         return
     _print_gradients(flows, length, title, chart, height)
+
+
+def _encode(tokenizer, text: str, unknown: str, path: Path, default_corpus: str | None):
+    """A checkpoint's ids for the windows' text. When that text is the default (``default_corpus``, a shipped corpus
+    in English), characters the model never saw mean a model of another language: the message says so."""
+    from charlm.errors import TokenizerError
+    from charlm.tokenizer import describe_chars
+
+    try:
+        return tokenizer.encode(text, unknown=unknown)
+    except TokenizerError:
+        if default_corpus is None:
+            raise
+    chars = tokenizer.unknown_chars(text)
+    raise ConfigError(f"--text defaults to the shipped {default_corpus} corpus, which has {len(chars)} character(s) "
+                      f"{path} never saw ({describe_chars(chars)}): pass --text FILE with text in the model's "
+                      "language, or --unknown skip")
 
 
 def _print_gradients(flows, length: int, title: str, chart: bool, height: int) -> None:

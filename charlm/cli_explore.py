@@ -22,6 +22,8 @@ COMMANDS: list = []
 UNITS_PER_FEATURE = 3  # units listed per feature in inspect's ranking table
 # units.FEATURES' names, spelt out so that `charlm --help` need not import torch (a test keeps them equal)
 FEATURE_NAMES = ("in_quotes", "in_parens", "line_position", "after_newline", "word_position", "is_upper")
+# config.CELLS with their article, for messages
+_A_CELL = {"lstm": "an LSTM", "gru": "a GRU", "rnn": "a vanilla RNN (tanh)", "rnn-relu": "a vanilla RNN (ReLU)"}
 
 
 # ----- shared helpers ---------------------------------------------------------------------------------------
@@ -47,12 +49,12 @@ def _read_text(file: Path | None, text: str | None) -> tuple[str, str]:
     return content, str(file)
 
 
-def _check_writable(path: Path | None, option: str) -> None:
-    """Fail early (before any model work) when ``path`` cannot be written."""
+def _check_writable(path: Path | None, option: str, example: str) -> None:
+    """Fail early (before any model work) when ``path`` cannot be written; ``example`` is a file name to suggest."""
     if path is None:
         return
     if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder: give a file name, e.g. {option} {path / 'out'}")
+        raise ConfigError(f"{option} {path} is a folder: give a file name, e.g. {option} {path / example}")
     parent = path.parent
     if not parent.is_dir():
         raise ConfigError(f"cannot write {option} {path}: folder {parent} does not exist; create it or pick another path")
@@ -160,7 +162,7 @@ def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans,
     if n_spans < 0 or span_width < 1 or show < 0:
         raise ConfigError("--spans and --show must be 0 or more, --span-width at least 1")
     text, label = _read_text(file, text)
-    _check_writable(html_out, "--html")
+    _check_writable(html_out, "--html", "score.html")
     dev = runtime.select_device(device)
     loaded = ckpt.load(checkpoint, dev)
     scored = surprisal.score(loaded.model, loaded.tokenizer, text, context, dev, unknown)
@@ -271,12 +273,13 @@ def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, ma
     if units_spec and feature:
         raise ConfigError("--units names the units to draw and --feature picks them for you: give one of the two")
     text, label = _read_text(file, text)
-    _check_writable(html_out, "--html")
+    _check_writable(html_out, "--html", "units.html")
     loaded = ckpt.load(checkpoint, "cpu")  # a step-by-step loop over small vectors: the CPU is the fast place
     config = loaded.model_config
     chosen = units.parse_units(units_spec, config.num_layers, config.hidden_size) if units_spec else None
     if kind == "c" and config.cell != "lstm":
-        raise ConfigError(f"--state c needs an LSTM (it has a cell state); this model is a {config.cell.upper()}: use --state h")
+        raise ConfigError(f"--state c needs an LSTM (it has a cell state); this model is {_A_CELL[config.cell]}: "
+                          "use --state h")
     if len(text) > max_chars:
         console.info(f"reading the first {max_chars:,} of {len(text):,} characters (--max-chars to change)")
         text = text[:max_chars]
@@ -380,7 +383,7 @@ def report(run_dir, png_out, chart, height):
 
     if height < 10:
         raise ConfigError(f"--height must be at least 10 lines, got {height}")
-    _check_writable(png_out, "--png")
+    _check_writable(png_out, "--png", "curves.png")
     run = curves.read_curves(run_dir)
     if png_out is not None:
         _write(png_out, curves.png_bytes(run))

@@ -174,7 +174,9 @@ class SampleConfig:
     top_p: float = 1.0
 
     def __post_init__(self):
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
+        if not math.isfinite(self.temperature):
+            raise ConfigError(f"--temperature must be a finite number, 0 (greedy) or more, got {self.temperature}")
+        if self.temperature < 0:
             raise ConfigError(f"--temperature must be 0 (greedy) or more, got {self.temperature}")
         if self.top_k < 0:
             raise ConfigError(f"--top-k must be 0 (off) or more, got {self.top_k}")

@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import math
 import re
+import unicodedata
 from dataclasses import dataclass
 
 RGB = tuple[int, int, int]
@@ -120,13 +121,26 @@ def legend_cells(scale, vmin: float, vmax: float, steps: int = 16) -> list[Cell]
 LEVELS = "▁▂▃▄▅▆▇█"
 
 
+def columns(text: str) -> int:
+    """Terminal columns ``text`` takes: East Asian wide and fullwidth characters 2, combining marks 0, others 1.
+
+    Ambiguous-width characters (é, ─) count 1, as in a Western terminal.
+    """
+    return sum(0 if unicodedata.combining(ch) else 2 if unicodedata.east_asian_width(ch) in "WF" else 1
+               for ch in text)
+
+
 def plain_heatmap(heat: list[Cell], vmin: float, vmax: float) -> str:
     """A heatmap without colour: each line of text, then a line with one level glyph ▁…█ under each character.
 
         abc cab.⏎        the text (newlines drawn as ⏎)
          ▅▅▄▅▃▆▁▅        vmin → ▁ … vmax → █; no value → blank
 
-    For pipes and terminals without colour. Assumes one column per character.
+    For pipes and terminals without colour. The glyphs under a character fill
+    its terminal width (``columns``), so a wide character gets two::
+
+        어제 나는        each syllable takes 2 columns
+        ▄▄▅▅▂▃▃▆▆        so does its bar; a combining mark adds none
     """
     text_lines, level_lines = [""], [""]
     for cell in heat:
@@ -138,7 +152,7 @@ def plain_heatmap(heat: list[Cell], vmin: float, vmax: float) -> str:
                 x = (min(max(cell.value, vmin), vmax) - vmin) / (vmax - vmin)
                 glyph = LEVELS[min(int(x * len(LEVELS)), len(LEVELS) - 1)]
             text_lines[-1] += shown
-            level_lines[-1] += glyph
+            level_lines[-1] += glyph * columns(shown)
             if ch == "\n":
                 text_lines.append("")
                 level_lines.append("")

@@ -17,6 +17,7 @@ tab and backslash (and \\: as a colon, to start a line of text with ':').
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import signal
@@ -34,7 +35,7 @@ from charlm import console
 from charlm.checkpoint import atomic_write
 from charlm.config import SampleConfig
 from charlm.display import visible
-from charlm.errors import CharlmError, ConfigError
+from charlm.errors import CharlmError, CheckpointError, ConfigError
 from charlm.session import Prediction, Session
 
 MODES = ("auto", "live", "line", "plain")
@@ -183,7 +184,17 @@ class Repl:
         if not name:
             raise CharlmError(":save needs a file name, e.g. ':save session.txt'")
         path = Path(name).expanduser()
-        atomic_write(path, self.session.context.encode("utf-8"))  # a failure is a one-line CheckpointError
+        _check_save_path(path)
+        existed = path.exists()
+        try:
+            atomic_write(path, self.session.context.encode("utf-8"))
+        except CheckpointError as e:  # its message says the previous file is intact, and for a new file there is none
+            if existed:
+                raise
+            cause = e.__context__  # the OSError it replaced
+            fix = "free disk space or pick another folder" if getattr(cause, "errno", None) == errno.ENOSPC \
+                else "pick a folder you can write to"
+            raise ConfigError(f"cannot write {path}: {getattr(cause, 'strerror', None) or cause}; {fix}") from None
         console.out.print(f"saved {len(self.session.context):,} characters to {path}", markup=False)
 
     def generate(self, n: int) -> None:
@@ -206,6 +217,17 @@ class Repl:
             console.out.print(plain_line(prediction), markup=False, highlight=False)
         else:
             console.out.print(prediction_table(prediction, self.session.context))
+
+
+def _check_save_path(path: Path) -> None:
+    """Refuse a path :save cannot write, with the reason (atomic_write's message is for a full disk)."""
+    if path.is_dir():
+        raise ConfigError(f"cannot write {path}: it is a folder: give a file name, e.g. ':save {path / 'session.txt'}'")
+    parent = path.parent
+    if not parent.exists():
+        raise ConfigError(f"cannot write {path}: folder {parent} does not exist; create it or pick an existing folder")
+    if not parent.is_dir():
+        raise ConfigError(f"cannot write {path}: {parent} is a file, not a folder; pick an existing folder")
 
 
 @contextlib.contextmanager

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from charlm.display import text_pieces
-from charlm.errors import CharlmError
+from charlm.errors import CharlmError, TokenizerError
 from charlm.model import RNNLM
 
 CHUNK = 4096  # tokens per forward pass
@@ -101,7 +101,12 @@ def score(model: RNNLM, tokenizer, text: str, context: str = "", device: torch.d
     """
     if not text:
         raise CharlmError("the text to score is empty: pass a file with some text, or --text 'some text'")
-    context_ids = tokenizer.encode(context, unknown=unknown) if context else np.zeros(0, dtype=np.int64)
+    try:
+        context_ids = tokenizer.encode(context, unknown=unknown) if context else np.zeros(0, dtype=np.int64)
+    except TokenizerError as e:  # its "text has …" would point at the text being scored
+        message = str(e)
+        message = f"--context {message}" if message.startswith("text ") else f"--context: {message}"
+        raise TokenizerError(message) from None
     text_ids = tokenizer.encode(text, unknown=unknown)
     if len(text_ids) == 0:
         raise CharlmError("no character of the text is in the model's vocabulary: pass text like its training data")

@@ -107,6 +107,26 @@ def test_failed_write_keeps_the_previous_file(tmp_path, monkeypatch):
     assert [p.name for p in tmp_path.iterdir()] == ["model.safetensors"]  # no temp file left behind
 
 
+def test_metrics_lines_that_cannot_be_read_are_skipped(tmp_path):
+    good = [{"type": "train", "step": 1, "loss": 2.0}, {"type": "val", "step": 1, "loss": 2.1}]
+    data = [json.dumps(good[0]).encode(), b"\xff\xfe not UTF-8 \xc3", b"[1, 2]", json.dumps(good[1]).encode(),
+            b'{"type": "train", "st']  # a line that is not a record, and a torn last line
+    (tmp_path / checkpoint.METRICS_FILE).write_bytes(b"\n".join(data))
+    assert checkpoint.read_metrics(tmp_path) == good
+
+
+def test_a_run_with_unreadable_metrics_resumes(tiny_corpus, tmp_path, monkeypatch):
+    stop_training_at(monkeypatch, 20)
+    run = tmp_path / "run"
+    args = ["train", str(tiny_corpus), "--out", str(run), "--max-steps", "30", *TINY_MODEL_ARGS]
+    assert CliRunner().invoke(cli, args).exit_code == 130
+    monkeypatch.undo()
+    (run / checkpoint.METRICS_FILE).write_bytes(bytes(range(256)) * 2)  # e.g. head -c 500 /dev/urandom
+    result = CliRunner().invoke(cli, ["train", "--resume", str(run)], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert checkpoint.load(run, weights=checkpoint.LAST_FILE).weights["step"] == 30
+
+
 def _as_format_1(run: Path) -> None:
     """Rewrite a run as charlm wrote it before one module per layer: stacked names, no dropout_kind."""
     def old_name(name):

@@ -6,10 +6,11 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from charlm import diagnose
+from charlm import checkpoint, diagnose
 from charlm.cli import cli
-from charlm.config import MemoryConfig, ModelConfig
+from charlm.config import MemoryConfig, ModelConfig, TrainConfig
 from charlm.model import RNNLM
+from charlm.tokenizer import CharTokenizer
 
 from conftest import TINY_TEXT
 
@@ -84,6 +85,27 @@ def test_gradients_are_deterministic(tiny_corpus):
 ])
 def test_gradients_bad_input_is_one_line(tiny_corpus, args, message):
     _fails([*FRESH, "--text", str(tiny_corpus), *args], message)
+
+
+def test_png_folder_gets_a_file_name_suggested(tiny_corpus, tmp_path):
+    _fails([*FRESH, "--text", str(tiny_corpus), "--png", str(tmp_path)],
+           f"--png {tmp_path} is a folder: give a file name, e.g. --png {tmp_path}/gradients.png")
+
+
+def test_a_model_of_another_language_is_told_the_default_text_is_shakespeare(tmp_path, tiny_corpus):
+    run = tmp_path / "korean"
+    tokenizer = CharTokenizer("어제 나는 공원에서 산책했다.\n")
+    model = RNNLM(ModelConfig(cell="gru", num_layers=1, hidden_size=4, embed_size=3, dropout=0.0), tokenizer.vocab_size)
+    checkpoint.create_run(run, tokenizer, model.config, TrainConfig(max_steps=1), {"source": "random"}, "test")
+    checkpoint.save_weights(run, model, {"step": 0})
+    result = _invoke(["diagnose", "gradients", str(run)], ok=False)
+    stderr = result.stderr
+    assert result.exit_code == 1 and stderr.count("\n") == 1 and "Traceback" not in result.output
+    assert stderr.startswith("Error: --text defaults to the shipped shakespeare corpus, which has ")
+    assert f"character(s) {run} never saw ('!' (U+0021), " in stderr
+    assert stderr.endswith("pass --text FILE with text in the model's language, or --unknown skip\n")
+    _fails(["diagnose", "gradients", str(run), "--text", str(tiny_corpus)],  # the user's own text: the usual message
+           "text has 12 character(s) the model never saw")
 
 
 def test_shaping_options_without_fresh_are_refused(trained_run, tiny_corpus):

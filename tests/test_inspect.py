@@ -153,6 +153,38 @@ def test_inspect_chosen_units_and_cell_state(trained_run):
     assert result.exit_code == 0 and result.stdout.count("layer 0, h[") == 2
 
 
+def test_plain_heatmap_of_wide_characters_lines_up(tmp_path):
+    run_dir = tmp_path / "run"
+    tokenizer = CharTokenizer("어제 나는 공원에서")
+    model = RNNLM(ModelConfig(cell="gru", num_layers=1, hidden_size=3, embed_size=2, dropout=0.0), tokenizer.vocab_size)
+    checkpoint.create_run(run_dir, tokenizer, model.config, TrainConfig(max_steps=1), {"source": "random"}, "test")
+    checkpoint.save_weights(run_dir, model, {"step": 0})
+    result = invoke("inspect", run_dir, "--text", "어제 나는 공원에서", "--units", "0")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    text = lines.index("어제 나는 공원에서")  # 18 columns: 8 syllables of 2, 2 spaces of 1
+    assert len(lines[text + 1]) == 18 and " " not in lines[text + 1]  # every character has a value: no blanks
+
+
+@pytest.mark.parametrize("cell, named", [("gru", "this model is a GRU:"),
+                                         ("rnn", "this model is a vanilla RNN (tanh):"),
+                                         ("rnn-relu", "this model is a vanilla RNN (ReLU):")])
+def test_state_c_on_a_cell_without_one_names_the_cell(tmp_path, cell, named):
+    run_dir = tmp_path / "run"
+    model, tokenizer = tiny_model(cell, num_layers=1, hidden_size=2)
+    checkpoint.create_run(run_dir, tokenizer, model.config, TrainConfig(max_steps=1), {"source": "random"}, "test")
+    checkpoint.save_weights(run_dir, model, {"step": 0})
+    result = invoke("inspect", run_dir, "--text", "ab", "--state", "c")
+    assert result.exit_code == 1 and named in result.stderr
+
+
+def test_every_cell_has_a_name_for_messages():
+    from charlm import cli_explore
+    from charlm.config import CELLS
+
+    assert set(cli_explore._A_CELL) == set(CELLS)
+
+
 def test_the_commands_feature_names_are_the_libraries():
     from charlm import cli_explore
 
@@ -169,12 +201,13 @@ def test_the_commands_feature_names_are_the_libraries():
     (["{run}", "--text", "t"], "fewer than 2 characters"),
     (["{run}", "{tmp}/missing.txt"], "no file"),
     (["{run}", "--text", "the cat", "--html", "{tmp}/nope/x.html"], "does not exist"),
+    (["{run}", "--text", "the cat", "--html", "{tmp}"], "is a folder: give a file name, e.g. --html {tmp}/units.html"),
     (["{gru}", "--text", "ab", "--state", "c"], "--state c needs an LSTM"),
 ])
 def test_bad_input_gives_one_line_error(trained_run, gru_run, tmp_path, args, message):
     result = invoke("inspect", *[a.format(run=trained_run, gru=gru_run, tmp=tmp_path) for a in args])
     assert result.exit_code == 1
-    assert message in result.stderr and result.stderr.startswith("Error: ")
+    assert message.format(tmp=tmp_path) in result.stderr and result.stderr.startswith("Error: ")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 

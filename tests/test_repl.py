@@ -252,6 +252,46 @@ def test_repl_reports_unknown_characters_and_goes_on(trained_run):
     assert "never saw: 'Q'" in result.stderr and result.stdout.startswith("entropy ")
 
 
+def test_repl_save_says_why_it_cannot_write(trained_run, tmp_path):
+    (tmp_path / "file.txt").write_text("x")
+    script = f"the\n:save {tmp_path}\n:save {tmp_path}/no/such.txt\n:save {tmp_path}/file.txt/x.txt\n"
+    result = invoke("repl", trained_run, input=script)
+    assert result.stderr.splitlines() == [
+        f"error: cannot write {tmp_path}: it is a folder: give a file name, e.g. ':save {tmp_path}/session.txt'",
+        f"error: cannot write {tmp_path}/no/such.txt: folder {tmp_path}/no does not exist; create it or pick an "
+        "existing folder",
+        f"error: cannot write {tmp_path}/file.txt/x.txt: {tmp_path}/file.txt is a file, not a folder; pick an "
+        "existing folder",
+    ]
+
+
+@pytest.mark.parametrize("error, says", [
+    (OSError(28, "No space left on device"), "No space left on device; free disk space or pick another folder"),
+    (PermissionError(13, "Permission denied"), "Permission denied; pick a folder you can write to"),
+])
+def test_repl_save_of_a_new_file_does_not_speak_of_a_previous_one(trained_run, tmp_path, monkeypatch, error, says):
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(os, "fsync", fail)
+    (tmp_path / "old.txt").write_text("old")
+    result = invoke("repl", trained_run, input=f"the\n:save {tmp_path}/new.txt\n:save {tmp_path}/old.txt\n")
+    new, old = result.stderr.splitlines()
+    assert new == f"error: cannot write {tmp_path}/new.txt: {says}"
+    assert old.endswith("(the previous file is intact)") and (tmp_path / "old.txt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old.txt"]
+
+
+def test_temperature_and_top_p_must_be_finite(trained_run):
+    for value in ("inf", "nan", "-inf"):
+        with pytest.raises(CharlmError, match=f"--temperature must be a finite number, .* got {value}"):
+            SampleConfig(temperature=float(value))
+        with pytest.raises(CharlmError, match=f"--top-p must be in \\(0, 1\\], got {value}"):
+            SampleConfig(top_p=float(value))
+    result = invoke("repl", trained_run, input="the\n:temp inf\n")
+    assert "error: :temp must be a finite number, 0 (greedy) or more, got inf" in result.stderr
+
+
 # ----- a pseudo-terminal (live and line modes) --------------------------------------------------------------
 
 

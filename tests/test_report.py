@@ -41,6 +41,18 @@ def test_read_curves_and_figures(written_run):
     assert curves.time_axis(run) == (60.0, "min")
 
 
+def test_lines_that_are_not_utf8_or_not_records_are_skipped(written_run):
+    metrics = written_run / "metrics.jsonl"
+    lines = metrics.read_bytes().splitlines(keepends=True)
+    lines[2:2] = [b"\xe3\x28\xff garbage\n", b"42\n", bytes(range(256)) + b"\n"]  # bad UTF-8, a number, noise
+    metrics.write_bytes(b"".join(lines))
+    run = curves.read_curves(written_run)
+    assert run.train.step == [10, 20, 30, 40] and run.val.loss == [2.5, 2.25]
+    result = invoke("report", written_run, "--no-chart")
+    assert result.exit_code == 0, result.output
+    assert "2.2500 at step 40" in result.stdout
+
+
 def test_terminal_chart_has_both_axes_and_both_curves(written_run):
     chart = curves.terminal_chart(curves.read_curves(written_run), width=80, height=30, colour=False)
     assert "\x1b[" not in chart
@@ -72,7 +84,7 @@ def test_report_command(trained_run, tmp_path):
     (["{tmp}"], "has no config.json"),
     (["{empty}"], "no training records"),
     (["{run}", "--png", "{tmp}/no/dir/c.png"], "does not exist"),
-    (["{run}", "--png", "{tmp}"], "is a folder"),
+    (["{run}", "--png", "{tmp}"], "is a folder: give a file name, e.g. --png {tmp}/curves.png"),
     (["{run}", "--height", "3"], "--height"),
 ])
 def test_bad_input_gives_one_line_error(trained_run, tmp_path, args, message):
@@ -81,7 +93,7 @@ def test_bad_input_gives_one_line_error(trained_run, tmp_path, args, message):
     (empty / "config.json").write_text((trained_run / "config.json").read_text())
     result = invoke("report", *[a.format(run=trained_run, tmp=tmp_path, empty=empty) for a in args])
     assert result.exit_code == 1
-    assert message in result.stderr and result.stderr.startswith("Error: ")
+    assert message.format(tmp=tmp_path) in result.stderr and result.stderr.startswith("Error: ")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 

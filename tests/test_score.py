@@ -64,6 +64,17 @@ def fixed_run(tmp_path_factory):
     return run_dir
 
 
+@pytest.fixture(scope="module")
+def korean_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("korean") / "run"
+    tokenizer = CharTokenizer("어제 나는 공원에서 산책했다.\n")
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(cell="gru", num_layers=1, hidden_size=6, embed_size=4, dropout=0.0), tokenizer.vocab_size)
+    checkpoint.create_run(run_dir, tokenizer, model.config, TrainConfig(max_steps=1), {"source": "random"}, "test")
+    checkpoint.save_weights(run_dir, model, {"step": 0})
+    return run_dir
+
+
 def invoke(*args):
     return CliRunner().invoke(cli, [str(a) for a in args])
 
@@ -193,6 +204,16 @@ def test_spans_do_not_overlap_and_know_their_line():
     assert [(s.text, s.bits, s.line, s.column) for s in spans] == [("cd", 10, 2, 1), ("ef", 9, 3, 1), ("ab", 1, 1, 1)]
 
 
+def test_plain_heatmap_bars_are_as_wide_as_their_characters():
+    #   text     어   제   ␣    Ａ   e    ◌́    b        the syllables and the fullwidth Ａ take 2 columns, ◌́ none
+    #   bits     0    8    nan  4    8    8    0
+    #   bar      ▁▁   ██   ␣    ▅▅   █         ▁
+    heat = display.cells(["어", "제", " ", "Ａ", "e", "\u0301", "b"], [0, 8, math.nan, 4, 8, 8, 0], display.sequential,
+                         8, "bits")
+    assert display.plain_heatmap(heat, 0, 8) == "어제 Ａe\u0301b\n▁▁██ ▅▅█▁"
+    assert display.columns("어제 Ａé") == 8 and display.columns("e\u0301") == 1 and display.columns("␣⏎") == 2
+
+
 def test_colour_scales():
     assert display.sequential(0, 8) == display.SEQUENTIAL[0] and display.sequential(99, 8) == display.SEQUENTIAL[-1]
     assert display.diverging(0, 1) == display.DIVERGING[2] and display.diverging(-1, 1) == display.DIVERGING[0]
@@ -238,6 +259,16 @@ def test_show_limits_the_heatmap_not_the_figures(fixed_run):
     assert result.stdout.startswith("abc c\n") and "showing the first 5 of 42 characters" in result.stderr
 
 
+def test_plain_heatmap_of_wide_characters_lines_up(korean_run):
+    result = invoke("score", korean_run, "--text", "어제 나는\n공원에서")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == "어제 나는⏎" and lines[2] == "공원에서"
+    assert len(lines[1]) == display.columns(lines[0]) == 10  # 2 + 2 + 1 + 2 + 2 + 1 (⏎)
+    assert lines[1].startswith("  ") and " " not in lines[1][2:]  # the first syllable has no bits: two blanks
+    assert len(lines[3]) == display.columns(lines[2]) == 8
+
+
 @pytest.mark.parametrize("args, message", [
     (["{run}"], "either as a FILE argument or with --text"),
     (["{run}", "{tmp}/t.txt", "--text", "ab"], "not both or neither"),
@@ -246,8 +277,9 @@ def test_show_limits_the_heatmap_not_the_figures(fixed_run):
     (["{run}", "{tmp}"], "is not a regular file"),
     (["{run}", "--text", "a"], "one character alone"),
     (["{run}", "--text", "abZ"], "never saw: 'Z'"),
+    (["{run}", "--text", "ab", "--context", "aZ"], "--context text has 1 character(s) the model never saw: 'Z'"),
     (["{run}", "--text", "ab", "--html", "{tmp}/no/such/dir/x.html"], "does not exist"),
-    (["{run}", "--text", "ab", "--html", "{tmp}"], "is a folder"),
+    (["{run}", "--text", "ab", "--html", "{tmp}"], "is a folder: give a file name, e.g. --html {tmp}/score.html"),
     (["{run}", "--text", "ab", "--max-bits", "0"], "--max-bits"),
     (["{tmp}/nothing", "--text", "ab"], "does not exist"),
 ])
@@ -255,7 +287,7 @@ def test_bad_input_gives_one_line_error(fixed_run, tmp_path, args, message):
     (tmp_path / "t.txt").write_text("abc", encoding="utf-8")
     result = invoke("score", *[a.format(run=fixed_run, tmp=tmp_path) for a in args])
     assert result.exit_code == 1
-    assert message in result.stderr and result.stderr.startswith("Error: ")
+    assert message.format(tmp=tmp_path) in result.stderr and result.stderr.startswith("Error: ")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
