@@ -34,8 +34,8 @@ TOKENIZER_DEFAULTS = TokenizerSpec()
 
 class CharlmGroup(click.Group):
     """A click group that reports problems as one line on stderr, no traceback: CharlmError as
-    ``Error: …`` with exit status 1, and a mistyped command line (click's usage errors) as ``Error: …
-    (see 'charlm train --help')`` with click's exit status 2."""
+    ``Error: …`` with exit status 1, a mistyped command line (click's usage errors) as ``Error: …
+    (see 'charlm train --help')`` with click's exit status 2, and Ctrl-C as ``interrupted`` with 130."""
 
     def invoke(self, ctx):
         try:
@@ -48,6 +48,9 @@ class CharlmGroup(click.Group):
             where = e.ctx.command_path if e.ctx is not None else ctx.command_path
             click.echo(f"Error: {e.format_message()} (see '{where} --help')", err=True)
             raise SystemExit(e.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C where a command does not handle it (training does: it saves first)
+            click.echo("\ninterrupted", err=True)
+            raise SystemExit(130) from None
 
 
 @click.group(cls=CharlmGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -51,8 +51,11 @@ def _check_out_dir(out: Path, force: bool) -> None:
     if not out.is_dir():
         raise CheckpointError(f"--out {out} is a file: pick a folder name")
     if checkpoint.is_run_dir(out):
-        if not force:
-            raise CheckpointError(f"{out} already holds a run: continue it with --resume {out}, or replace it with --force")
+        if force:
+            return
+        if not any((out / name).exists() for name in (checkpoint.LAST_FILE, checkpoint.MODEL_FILE)):
+            raise CheckpointError(f"{out} holds a run that stopped before it saved anything: replace it with --force")
+        raise CheckpointError(f"{out} already holds a run: continue it with --resume {out}, or replace it with --force")
     elif any(out.iterdir()) and not force:
         raise CheckpointError(f"--out {out} is not empty: pick a new folder, or pass --force to write into it")
 

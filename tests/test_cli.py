@@ -126,6 +126,24 @@ def test_refuses_to_overwrite_a_run(trained_run, tiny_corpus):
     assert result.exit_code == 1 and "--resume" in result.stderr and "--force" in result.stderr
 
 
+def test_a_run_that_saved_nothing_is_named_so_and_ctrl_c_before_training_exits_130(tiny_corpus, tmp_path, monkeypatch):
+    from charlm import runner
+
+    run = tmp_path / "run"
+    assert invoke("train", tiny_corpus, "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
+    for name in ("model.safetensors", "last.safetensors"):  # as if stopped between writing config.json and a save
+        (run / name).unlink()
+    refused = invoke("train", tiny_corpus, "--out", run, "--max-steps", "2")
+    assert refused.exit_code == 1 and "stopped before it saved anything" in refused.stderr and "--force" in refused.stderr
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(runner, "new_setup", interrupted)  # Ctrl-C while the corpus is read
+    result = invoke("train", tiny_corpus, "--out", tmp_path / "other")
+    assert result.exit_code == 130 and result.stderr.strip() == "interrupted" and "Traceback" not in result.output
+
+
 def test_force_replaces_a_run_and_keeps_other_files(tiny_corpus, tmp_path):
     out = tmp_path / "run"
     assert invoke("train", tiny_corpus, "--out", out, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
