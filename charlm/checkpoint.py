@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import hashlib
 import json
 import os
@@ -70,8 +71,9 @@ def atomic_write(path: Path, data: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(e, OSError):
-            raise CheckpointError(f"cannot write {path}: {e.strerror or e}; free disk space or pick a writable "
-                                  "folder (the previous file is intact)") from None
+            fix = "free disk space or pick another folder" if e.errno == errno.ENOSPC else "pick a folder you can write to"
+            intact = " (the previous file is intact)" if path.exists() else ""
+            raise CheckpointError(f"cannot write {path}: {e.strerror or e}; {fix}{intact}") from None
         raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(path.parent, os.O_RDONLY)

@@ -17,7 +17,6 @@ tab and backslash (and \\: as a colon, to start a line of text with ':').
 from __future__ import annotations
 
 import contextlib
-import errno
 import os
 import re
 import signal
@@ -35,7 +34,7 @@ from charlm import console
 from charlm.checkpoint import atomic_write
 from charlm.config import SampleConfig
 from charlm.display import visible
-from charlm.errors import CharlmError, CheckpointError, ConfigError
+from charlm.errors import CharlmError, ConfigError
 from charlm.session import Prediction, Session
 
 MODES = ("auto", "live", "line", "plain")
@@ -185,16 +184,7 @@ class Repl:
             raise CharlmError(":save needs a file name, e.g. ':save session.txt'")
         path = Path(name).expanduser()
         _check_save_path(path)
-        existed = path.exists()
-        try:
-            atomic_write(path, self.session.context.encode("utf-8"))
-        except CheckpointError as e:  # its message says the previous file is intact, and for a new file there is none
-            if existed:
-                raise
-            cause = e.__context__  # the OSError it replaced
-            fix = "free disk space or pick another folder" if getattr(cause, "errno", None) == errno.ENOSPC \
-                else "pick a folder you can write to"
-            raise ConfigError(f"cannot write {path}: {getattr(cause, 'strerror', None) or cause}; {fix}") from None
+        atomic_write(path, self.session.context.encode("utf-8"))  # a failure is a one-line CheckpointError
         console.out.print(f"saved {len(self.session.context):,} characters to {path}", markup=False)
 
     def generate(self, n: int) -> None:
@@ -220,7 +210,7 @@ class Repl:
 
 
 def _check_save_path(path: Path) -> None:
-    """Refuse a path :save cannot write, with the reason (atomic_write's message is for a full disk)."""
+    """Refuse a path :save cannot write because of what it names (a folder, a missing folder), saying so."""
     if path.is_dir():
         raise ConfigError(f"cannot write {path}: it is a folder: give a file name, e.g. ':save {path / 'session.txt'}'")
     parent = path.parent
