@@ -18,7 +18,7 @@ from pathlib import Path
 import click
 
 from charlm import __version__, cli_diagnose, cli_explore
-from charlm.cli_options import device_option, impl_override_option, unknown_option
+from charlm.cli_options import device_option, encoding_errors_option, impl_override_option, unknown_option
 from charlm.config import (CELLS, DEFAULT_LR, DROPOUT_KINDS, IMPLS, OPTIMIZERS, PRECISIONS, ModelConfig, SampleConfig,
                            TrainConfig, budget_preset, parse_duration)
 from charlm.corpus import Source
@@ -123,7 +123,7 @@ Examples:
 @click.option("--val-fraction", type=float, default=TRAIN_DEFAULTS.val_fraction, show_default=True, help="Last fraction of the corpus held out for validation.")
 @click.option("--test-fraction", type=float, default=TRAIN_DEFAULTS.test_fraction, show_default=True, help="Fraction before the validation part held out as a test split.")
 @click.option("--glob", default="*.txt", show_default=True, help="Which files of a CORPUS folder to read (recursively).")
-@click.option("--encoding-errors", type=click.Choice(["strict", "replace", "ignore"]), default="strict", show_default=True, help="What to do with bytes that are not UTF-8.")
+@encoding_errors_option
 @click.option("--split", "hf_split", default="train", show_default=True, help="Split of a Hugging Face dataset (hf:NAME[:CONFIG]).")
 @click.option("--text-column", default="text", show_default=True, help="Column holding the text, for datasets and json/jsonl/csv/parquet files.")
 @click.option("--level", type=click.Choice(LEVELS), default=TOKENIZER_DEFAULTS.level, show_default=True, help="Tokens: characters, UTF-8 bytes (256 symbols) or sentencepiece subwords.")
@@ -153,7 +153,7 @@ Examples:
 @click.option("--time-budget", callback=_duration, help="Stop after this much wall-clock time, evaluation included (90s, 5m, 1h). Default 5m when no other limit is given.")
 @click.option("--eval-every", type=int, default=TRAIN_DEFAULTS.eval_every, show_default=True, help="Steps between validation passes.")
 @click.option("--patience", type=int, help="Stop after this many validation passes without improvement.")
-@click.option("--save-every", type=int, help="Also save the resumable state every N steps (default: at each validation pass).")
+@click.option("--save-every", type=click.IntRange(min=1), help="Also save the resumable state every N steps (default: at each validation pass).")
 @click.option("--seed", type=int, default=TRAIN_DEFAULTS.seed, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TRAIN_DEFAULTS.precision, show_default=True, help="auto uses bf16 autocast where the hardware has fast bf16, and fp16 with loss scaling on GPUs without bf16.")
 @click.option("--compile", is_flag=True, help="torch.compile the training forward pass (first steps are slower while it compiles).")
@@ -238,10 +238,11 @@ Examples:
               help="Which split of each run's own corpus to score when no --text is given.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters …): an object for one checkpoint, a list for several.")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.eval_batch_size, show_default=True, help="Parallel streams.")
+@encoding_errors_option
 @unknown_option
 @impl_override_option
 @device_option
-def eval_(checkpoints, text_source, split_name, as_json, batch_size, unknown, impl, device):
+def eval_(checkpoints, text_source, split_name, as_json, batch_size, encoding_errors, unknown, impl, device):
     """Score CHECKPOINTS on their validation split, or all on the same --text.
 
     Prints loss (nats per token), perplexity (per token), bits per character and
@@ -261,7 +262,8 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, unknown, im
     for path in checkpoints:
         if path.is_file():
             raise ConfigError(f"{path} is a file, not a run folder: pass the text to score with --text {path}")
-    rows = runner.evaluate_checkpoints(checkpoints, text_source, split_name, batch_size, unknown, device, impl)
+    source = Source((text_source,), encoding_errors=encoding_errors) if text_source is not None else None
+    rows = runner.evaluate_checkpoints(checkpoints, source, split_name, batch_size, unknown, device, impl)
     if as_json:
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False))
         return

@@ -17,7 +17,7 @@ from pathlib import Path
 import click
 
 from charlm.cli_explore import _check_writable, _write
-from charlm.cli_options import unknown_option
+from charlm.cli_options import encoding_errors_option, unknown_option
 from charlm.config import MemoryConfig, ModelConfig
 from charlm.errors import ConfigError
 
@@ -67,9 +67,10 @@ Examples:
 @click.option("--chart/--no-chart", default=True, show_default=True, help="Draw the chart in the terminal.")
 @click.option("--height", type=int, default=20, show_default=True, help="Terminal chart height in lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the norms at every distance as JSON instead.")
+@encoding_errors_option
 @unknown_option
 def gradients(checkpoints, fresh, cells_spec, hidden_size, num_layers, seed, text_source, length, windows, png_out,
-              chart, height, as_json, unknown):
+              chart, height, as_json, encoding_errors, unknown):
     """Show how ‖d loss_T / d h_t‖ shrinks as t goes back from T, for each model.
 
     Each window of T tokens is scored at its last position only; the norm of the
@@ -95,7 +96,7 @@ def gradients(checkpoints, fresh, cells_spec, hidden_size, num_layers, seed, tex
     if height < 10:
         raise ConfigError(f"--height must be at least 10 lines, got {height}")
     _check_writable(png_out, "--png", "gradients.png")
-    loaded = corpus.load_text(text_source)
+    loaded = corpus.load_text(text_source, encoding_errors)
     default_text = ctx.get_parameter_source("text_source") == click.core.ParameterSource.DEFAULT
     models = []
     for path in checkpoints:

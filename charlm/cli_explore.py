@@ -15,7 +15,7 @@ from pathlib import Path
 
 import click
 
-from charlm.cli_options import device_option, unknown_option
+from charlm.cli_options import device_option, encoding_errors_option, unknown_option
 from charlm.errors import ConfigError
 
 COMMANDS: list = []
@@ -29,7 +29,7 @@ _A_CELL = {"lstm": "an LSTM", "gru": "a GRU", "rnn": "a vanilla RNN (tanh)", "rn
 # ----- shared helpers ---------------------------------------------------------------------------------------
 
 
-def _read_text(file: Path | None, text: str | None) -> tuple[str, str]:
+def _read_text(file: Path | None, text: str | None, encoding_errors: str = "strict") -> tuple[str, str]:
     """Exactly one of FILE and --text → (text, label)."""
     from charlm import corpus
 
@@ -43,7 +43,7 @@ def _read_text(file: Path | None, text: str | None) -> tuple[str, str]:
         raise ConfigError(f"no file {file}: check the path, or pass the text itself with --text")
     if not file.is_file():
         raise ConfigError(f"{file} is not a regular file: pass a text file, or --text")
-    content = corpus.read_file(file)
+    content = corpus.read_file(file, encoding_errors)
     if not content:
         raise ConfigError(f"{file} is empty: pass a file with some text in it")
     return content, str(file)
@@ -145,9 +145,11 @@ Examples:
 @click.option("--spans", "n_spans", type=int, default=5, show_default=True, help="How many most surprising spans to list.")
 @click.option("--span-width", type=int, default=8, show_default=True, help="Characters per span.")
 @click.option("--show", type=int, default=5000, show_default=True, help="Characters drawn in the heatmap (0 = all); figures always cover the whole text.")
+@encoding_errors_option
 @unknown_option
 @device_option
-def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans, span_width, show, unknown, device):
+def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans, span_width, show, encoding_errors,
+          unknown, device):
     """Colour every character of a text by its surprisal (bits the model needed for it).
 
     Prints the text as a heatmap (pale: expected, dark red: surprising), the
@@ -161,7 +163,7 @@ def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans,
         raise ConfigError(f"--max-bits must be a positive number, got {max_bits}")
     if n_spans < 0 or span_width < 1 or show < 0:
         raise ConfigError("--spans and --show must be 0 or more, --span-width at least 1")
-    text, label = _read_text(file, text)
+    text, label = _read_text(file, text, encoding_errors)
     _check_writable(html_out, "--html", "score.html")
     dev = runtime.select_device(device)
     loaded = ckpt.load(checkpoint, dev)
@@ -255,8 +257,9 @@ Examples:
               help="Hidden state h, or the LSTM's cell state c.")
 @click.option("--html", "html_out", type=click.Path(path_type=Path), help="Also write the heatmaps as a self-contained HTML page.")
 @click.option("--max-chars", type=int, default=2000, show_default=True, help="Read at most this many characters of the text.")
+@encoding_errors_option
 @unknown_option
-def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, max_chars, unknown):
+def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, max_chars, encoding_errors, unknown):
     """Show how hidden units respond to each character of a text, and which track simple features.
 
     Lists, for each feature (inside quotes, inside parentheses, position in
@@ -272,7 +275,7 @@ def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, ma
         raise ConfigError("--top and --max-chars must be at least 1")
     if units_spec and feature:
         raise ConfigError("--units names the units to draw and --feature picks them for you: give one of the two")
-    text, label = _read_text(file, text)
+    text, label = _read_text(file, text, encoding_errors)
     _check_writable(html_out, "--html", "units.html")
     loaded = ckpt.load(checkpoint, "cpu")  # a step-by-step loop over small vectors: the CPU is the fast place
     config = loaded.model_config

@@ -1,15 +1,21 @@
-"""Click options shared by cli.py and cli_explore.py."""
+"""Click options shared by cli.py, cli_explore.py and cli_diagnose.py."""
 
 from __future__ import annotations
 
 import click
 
 from charlm.config import IMPLS, UNKNOWN_POLICIES
+from charlm.corpus import ENCODING_ERRORS
 
 
 def device_option(f):
     return click.option("--device", type=click.Choice(["auto", "cpu", "cuda", "mps"]), default="auto",
                         show_default=True, help="Where to run; auto picks cuda, then mps, then cpu.")(f)
+
+
+def encoding_errors_option(f):
+    return click.option("--encoding-errors", type=click.Choice(ENCODING_ERRORS), default="strict", show_default=True,
+                        help="What to do with bytes of the text that are not UTF-8.")(f)
 
 
 def unknown_option(f):

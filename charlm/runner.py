@@ -23,7 +23,7 @@ from charlm.batching import fit_to_corpus
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from charlm.corpus import Source
 from charlm.distributed import World
-from charlm.errors import CheckpointError, CorpusError, TokenizerError
+from charlm.errors import CharlmError, CheckpointError, CorpusError, TokenizerError
 from charlm.evaluate import evaluate
 from charlm.model import RNNLM
 from charlm.sampling import generate
@@ -392,15 +392,22 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
             "normalize": getattr(tok, "normalize", "none"), **result.to_dict()}
 
 
-def evaluate_checkpoints(run_dirs: list[Path], text_source: str | None, split_name: str, batch_size: int,
+def evaluate_checkpoints(run_dirs: list[Path], text_source: Source | None, split_name: str, batch_size: int,
                          unknown: str, device_name: str, impl: str | None = None) -> list[dict]:
     """Score several checkpoints, all on the same text (read once) or each on its own recorded split, so a
     char, byte and subword model compare in one table by bits per character."""
     from charlm import corpus
 
-    text = corpus.load_text(Source((text_source,))).text if text_source is not None else None
-    return [evaluate_checkpoint(run_dir, text_source, split_name, batch_size, unknown, device_name, text, impl)
-            for run_dir in run_dirs]
+    text = corpus.load_text(text_source).text if text_source is not None else None
+    rows = []
+    for run_dir in run_dirs:
+        try:
+            rows.append(evaluate_checkpoint(run_dir, text_source, split_name, batch_size, unknown, device_name, text, impl))
+        except CharlmError as e:
+            if len(run_dirs) == 1:
+                raise
+            raise type(e)(f"{run_dir}: {e}") from None  # say which of the checkpoints
+    return rows
 
 
 # ----- sample -----------------------------------------------------------------------------------------------

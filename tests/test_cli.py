@@ -55,6 +55,16 @@ def test_eval_unknown_skip_counts_only_the_characters_it_scores(trained_run, tmp
     assert figures[1]["bpc"] == pytest.approx(figures[0]["bpc"])
 
 
+def test_eval_score_and_inspect_read_text_that_is_not_utf8_when_told_how(trained_run, tmp_path):
+    latin1 = tmp_path / "latin1.txt"
+    latin1.write_bytes("the cat sat on the mat, caf\xe9.\n".encode("latin-1"))
+    for args in (["eval", trained_run, "--text", latin1, "--json"], ["score", trained_run, latin1],
+                 ["inspect", trained_run, latin1]):
+        assert invoke(*args).exit_code == 1
+        result = invoke(*args, "--encoding-errors", "ignore", "--unknown", "skip")
+        assert result.exit_code == 0, result.output
+
+
 def test_sample_is_reproducible_and_stdout_only_text(trained_run):
     a = invoke("sample", trained_run, "--prompt", "the ", "--length", "40", "--seed", "3")
     b = invoke("sample", trained_run, "--prompt", "the ", "--length", "40", "--seed", "3", "--no-stream")
@@ -107,9 +117,15 @@ def test_greedy_sampling_is_deterministic(trained_run):
     (["train", "{corpus}", "--device", "cuda"], "CUDA is not available"),
     (["train", "--resume", "{run}", "--seq-len", "8", "--lr", "5"], "drop --seq-len, --lr"),  # not silently ignored
     (["train", "{corpus}", "--resume", "{run}"], "drop CORPUS"),
+    (["train", "{corpus}", "--save-every", "0"], "--save-every"),
+    (["eval", "{run}", "{run}", "--text", "{latin1}"], "--encoding-errors replace"),
+    (["eval", "{run}", "{run}", "--text", "{korean}"], "{run}: text has"),  # which checkpoint, of several
 ])
-def test_bad_input_gives_one_line_error(trained_run, tiny_corpus, args, message):
-    args = [a.format(run=trained_run, corpus=tiny_corpus) for a in args]
+def test_bad_input_gives_one_line_error(trained_run, tiny_corpus, tmp_path, args, message):
+    (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
+    (tmp_path / "korean.txt").write_text("고양이", encoding="utf-8")
+    files = dict(run=trained_run, corpus=tiny_corpus, latin1=tmp_path / "latin1.txt", korean=tmp_path / "korean.txt")
+    args, message = [a.format(**files) for a in args], message.format(**files)
     if "--device" in args:
         import torch
         if torch.cuda.is_available():
