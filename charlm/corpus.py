@@ -284,8 +284,10 @@ def split_sizes(n_chars: int, val_fraction: float = 0.1, test_fraction: float = 
     n_val = int(n_chars * val_fraction)
     n_test = int(n_chars * test_fraction)
     n_train = n_chars - n_val - n_test
+    if n_train < 2 and n_val + n_test == 0:
+        raise CorpusError(f"the corpus has {n_chars} character(s) and training needs at least 2: pass a longer corpus")
     if n_train < 2:
-        raise CorpusError(f"only {n_train} characters left for training: lower --val-fraction or use a longer corpus")
+        raise CorpusError(f"only {n_train} character(s) left for training: lower --val-fraction or use a longer corpus")
     return n_train, n_test, n_val
 
 

@@ -315,10 +315,13 @@ def _fitted(layout, spec: TokenizerSpec, train_bytes: int, cache_dir: Path | Non
     if tokenizer is not None:
         notes.append(f"reusing the {spec.level} tokenizer fitted on this training text before "
                      f"({cache_dir}/fit-{fit_key}.json)")
-        return tokenizer
-    tokenizer = yield from _fit(layout, spec, train_bytes)
-    if cache_dir is not None:
-        tokencache.save_fit(cache_dir, fit_key, tokenizer)
+    else:
+        tokenizer = yield from _fit(layout, spec, train_bytes)
+        if cache_dir is not None:
+            tokencache.save_fit(cache_dir, fit_key, tokenizer)
+    if spec.level == "subword" and tokenizer.vocab_size < spec.vocab_size:
+        notes.append(f"the training text gave {tokenizer.vocab_size:,} subword pieces, fewer than the "
+                     f"--vocab-size {spec.vocab_size:,} asked for")
     return tokenizer
 
 

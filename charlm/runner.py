@@ -346,7 +346,7 @@ def _print_summary(setup: TrainSetup, last_step: StepReport | None) -> None:
         ("steps", f"{p.step:,}"),
         ("epochs", f"{p.epoch + p.window / setup.trainer.steps_per_epoch:.2f}"),
         ("time", f"{p.elapsed:.1f} s"),
-        ("training tokens/s", f"{p.tokens / p.elapsed:,.0f}" if p.elapsed else "–"),
+        ("tokens/s, evaluations included", f"{p.tokens / p.elapsed:,.0f}" if p.elapsed else "–"),
         ("last train loss", console.fmt(last_step.loss if last_step else None)),
     ]
     if p.best_val_loss < float("inf"):

@@ -125,3 +125,5 @@ def test_split_sizes_match_split():
     assert corpus.split_sizes(1000, 0.1, 0.05) == (850, 50, 100)
     with pytest.raises(CorpusError, match="--val-fraction"):
         corpus.split_sizes(2, 0.5)
+    with pytest.raises(CorpusError, match="has 1 character.*pass a longer corpus"):  # no validation part to shrink
+        corpus.split_sizes(1, 0.1)

@@ -83,9 +83,15 @@ def test_serialisation_is_one_json_object_with_its_settings(unigram):
         tokenizer_from_dict({**data, "model": "bm90IGEgbW9kZWw="})
 
 
-def test_vocabulary_too_large_for_a_small_corpus_is_soft(tmp_path):
+def test_vocabulary_too_large_for_a_small_corpus_is_soft_and_said(tmp_path):
     tok = SentencePieceTokenizer.fit(corpus.load_text("kolaw_constitution").text, vocab_size=8000)
     assert 259 < tok.vocab_size < 8000  # fewer pieces instead of an error
+    from charlm import data
+    from charlm.tokenizer import TokenizerSpec
+
+    run = data.prepare("kolaw_constitution", 0.1, spec=TokenizerSpec(level="subword", vocab_size=8000), cache_dir=None)
+    assert f"the training text gave {run.tokenizer.vocab_size:,} subword pieces, fewer than the --vocab-size 8,000" \
+        in " ".join(run.notes)
 
 
 def test_vocabulary_too_small_says_how_large_it_must_be():
