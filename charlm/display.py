@@ -37,6 +37,15 @@ def inline(text: str) -> str:
     return "".join("⏎\n" if ch == "\n" else visible(ch) if ord(ch) < 0x20 or ch == "\x7f" else ch for ch in text)
 
 
+def for_terminal(text: str) -> str:
+    """Generated text safe to write to a terminal: newlines and tabs kept, every other control character
+    (ESC, carriage return, C1 …) drawn as a picture (␛ ␍ …) so that it cannot move the cursor or change colours."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else
+                   chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\u2421" if ch == "\x7f" else "\ufffd" for ch in text)
+
+
 def text_pieces(tokenizer, ids) -> list[str]:
     """The text each token completes, in order, so that "".join(pieces) is the decoded text.
 

@@ -33,7 +33,7 @@ from rich.text import Text
 from charlm import console
 from charlm.checkpoint import atomic_write
 from charlm.config import SampleConfig
-from charlm.display import visible
+from charlm.display import for_terminal, visible
 from charlm.errors import CharlmError, ConfigError
 from charlm.session import Prediction, Session
 
@@ -190,9 +190,10 @@ class Repl:
     def generate(self, n: int) -> None:
         """Stream n sampled tokens to stdout; Ctrl-C stops after the current token."""
         write = sys.stdout.write
+        to_terminal = sys.stdout.isatty()
         with _stop_on_sigint() as stop:
             for piece in self.session.generate(n, stop=stop.is_set):
-                write(piece)
+                write(for_terminal(piece) if to_terminal else piece)  # control characters drawn, not obeyed
                 sys.stdout.flush()
         write("\n[stopped]\n" if stop.is_set() else "\n")
         sys.stdout.flush()

@@ -22,6 +22,7 @@ from charlm import checkpoint, console, data, distributed, runtime
 from charlm.batching import fit_to_corpus
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from charlm.corpus import Source
+from charlm.display import for_terminal
 from charlm.distributed import World
 from charlm.errors import CharlmError, CheckpointError, CorpusError, TokenizerError
 from charlm.evaluate import evaluate
@@ -434,7 +435,10 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
     # a few ids past --length, used only to finish a character or Hangul syllable the last one began
     steps = generate(ck.model, prompt_ids, length + EXTRA_TOKENS if length else 0, config, num_samples, device,
                      generator, tok.unk_id)
-    write = sys.stdout.write
+    def write(text: str) -> None:  # to a terminal, control characters a model wrote are drawn, not obeyed
+        sys.stdout.write(for_terminal(text) if to_terminal else text)
+
+    to_terminal = sys.stdout.isatty()
     try:
         if stream and num_samples == 1:
             for text in continuation_text(tok.incremental_decoder(), (ids[0] for ids in steps), length, shown_prompt):

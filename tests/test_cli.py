@@ -96,6 +96,27 @@ def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(tmp_pa
         assert result.stdout.split("\n")[0] == "어제 나는 공워"  # not 고 + a lone ᆼ, nor a lone ᄋ at the end
 
 
+def test_sample_to_a_terminal_draws_control_characters_instead_of_obeying_them(trained_run, tmp_path, monkeypatch):
+    import click.testing
+    import torch
+
+    from charlm import runner
+
+    run = tmp_path / "bytes"
+    assert invoke("train", trained_run.parent / "tiny.txt", "--level", "byte", "--out", run, "--max-steps", "1",
+                  *TINY_MODEL_ARGS).exit_code == 0
+    written = list("ab\x1b[2J\rc".encode())  # a byte-level model may write any byte, ESC (clear screen) included
+
+    def scripted(model, prompt_ids, length, config, num_samples, *args):
+        for token_id in written[:length]:
+            yield torch.full((num_samples,), token_id)
+
+    monkeypatch.setattr(runner, "generate", scripted)
+    assert invoke("sample", run, "-p", "the", "-n", "8").stdout == "theab\x1b[2J\rc\n"  # a pipe gets the text as is
+    monkeypatch.setattr(click.testing._NamedTextIOWrapper, "isatty", lambda self: True)
+    assert invoke("sample", run, "-p", "the", "-n", "8").stdout == "theab\u241b[2J\u240dc\n"
+
+
 def test_greedy_sampling_is_deterministic(trained_run):
     a = invoke("sample", trained_run, "-p", "the", "-n", "30", "-t", "0", "--seed", "1")
     b = invoke("sample", trained_run, "-p", "the", "-n", "30", "-t", "0", "--seed", "2")
