@@ -78,13 +78,14 @@ def hub_reachable(timeout: float = PROBE_SECONDS) -> str | None:
 
 @contextlib.contextmanager
 def _quiet_datasets():
-    """datasets draws progress bars on stderr; charlm's library code prints nothing."""
+    """datasets draws progress bars and logs its errors on stderr; charlm's library code prints nothing (a failure
+    becomes one CorpusError, which carries the reason)."""
     import datasets
 
     was_disabled = datasets.utils.logging.is_progress_bar_enabled() is False
     datasets.disable_progress_bars()
     verbosity = datasets.logging.get_verbosity()
-    datasets.logging.set_verbosity_error()
+    datasets.logging.set_verbosity(datasets.logging.CRITICAL)
     try:
         yield datasets
     finally:
@@ -116,8 +117,11 @@ def load(item: str | Path, split: str = "train"):
             raise CorpusError(f"cannot load {label} ({_first_line(e)}): check the name, or that it is in the "
                               "local datasets cache when offline") from None
         except Exception as e:  # datasets raises many types (DatasetNotFoundError, ValueError, ArrowInvalid …)
-            raise CorpusError(f"cannot load {label} ({type(e).__name__}: {_first_line(e)}): check the name, "
-                              "--split and the file's format") from None
+            reason = e
+            while reason.__cause__ is not None:  # DatasetGenerationError wraps the reason, e.g. a JSON parse error
+                reason = reason.__cause__
+            raise CorpusError(f"cannot load {label} ({type(reason).__name__}: {_first_line(reason)}): check the "
+                              "name, --split and the file's format") from None
 
 
 def _first_line(error: Exception) -> str:

@@ -59,6 +59,14 @@ def test_missing_or_non_text_column_is_named(jsonl):
         corpus.load_text(corpus.Source((str(jsonl),), text_column="id"))
 
 
+def test_a_malformed_table_file_says_what_is_wrong_in_one_line(tmp_path, capfd):
+    bad = tmp_path / "bad.json"
+    bad.write_text('{"text": "abc"\n{broken', encoding="utf-8")
+    with pytest.raises(CorpusError, match=r"cannot load .*bad\.json \(ArrowInvalid: JSON parse error"):
+        corpus.load_text(str(bad))
+    assert capfd.readouterr().err == ""  # datasets' own error log stays quiet: the message carries the reason
+
+
 def test_unreachable_hub_fails_fast_with_one_clear_line(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
