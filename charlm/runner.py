@@ -161,6 +161,10 @@ def _read_run(run_dir: Path) -> _RunParts:
 def _make_trainer(parts: _RunParts, device: torch.device, world: World) -> Trainer:
     """The model and trainer of a run (collective under torchrun: DistributedDataParallel syncs the weights)."""
     runtime.tune_allocator()
+    if device.type == "cpu" and not world.is_distributed:  # torchrun's processes share the cores by design
+        note = runtime.fit_threads_to_free_cpus()
+        if note:
+            console.info(note)
     model = RNNLM(parts.model_config, parts.tokenizer.vocab_size)
     if world.rank:  # dropout masks differ between ranks, as they differ between rows of one batch
         torch.manual_seed(parts.train_config.seed + world.rank)

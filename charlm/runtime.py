@@ -122,6 +122,60 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def busy_cpus(interval: float = 0.2) -> tuple[int, float] | None:
+    """(CPUs this process may run on, how many of them other processes keep busy), measured from the kernel's
+    counters in /proc/stat over ``interval`` seconds while this process sleeps; None where there is no /proc/stat."""
+    allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
+
+    def counters() -> dict[int, tuple[int, int]]:  # cpu → (all time, idle time), in clock ticks
+        rows = {}
+        with open("/proc/stat", encoding="ascii") as f:
+            for line in f:
+                name, *fields = line.split()
+                if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in allowed:
+                    ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+                    rows[int(name[3:])] = (sum(ticks), ticks[3] + ticks[4])
+        return rows
+
+    try:
+        before = counters()
+        time.sleep(interval)
+        after = counters()
+    except (OSError, ValueError):
+        return None
+    busy = 0.0
+    for cpu, (total, idle) in after.items():
+        elapsed = total - before.get(cpu, (total, idle))[0]
+        if elapsed > 0:
+            busy += 1.0 - (idle - before[cpu][1]) / elapsed
+    return len(allowed), busy
+
+
+def fit_threads_to_free_cpus() -> str | None:
+    """Train with no more threads than there are CPUs free now; returns a note when it took fewer.
+
+    torch starts one thread per core. When other processes keep some of those
+    cores busy, a thread that waits for one stalls every parallel operation of
+    the step: on the 2-core development machine, with another process using one
+    core, training ran 2.6x faster with one thread than with two (and up to 45x
+    with both cores taken). An explicit OMP_NUM_THREADS is left alone. The CPUs
+    are measured once, here, at the start of a run (docs/performance.md).
+    """
+    threads = torch.get_num_threads()
+    if threads == 1 or os.environ.get("OMP_NUM_THREADS"):
+        return None
+    measured = busy_cpus()
+    if measured is None:
+        return None
+    cpus, busy = measured
+    free = max(1, int(cpus - busy + 0.5))
+    if free >= threads:
+        return None
+    torch.set_num_threads(free)
+    return (f"training with {free} of {threads} threads: other processes keep {busy:.1f} of {cpus} CPUs busy "
+            "(set OMP_NUM_THREADS to choose)")
+
+
 def tune_allocator() -> None:
     """Stop glibc from returning large activation buffers to the OS after every step.
 

@@ -110,3 +110,35 @@ def test_nonfinite_loss_skips_step_and_lowers_lr():
     event = trainer._on_bad_step()
     assert event.kind == "bad_step" and trainer.progress.lr_scale == 0.5
     assert torch.equal(trainer.model.layers[0].weight_hh_l0, before["layers.0.weight_hh_l0"])  # no update applied
+
+
+# ----- threads on a busy machine ---------------------------------------------------------------------------
+
+
+def test_busy_cpus_reads_the_kernels_counters():
+    from charlm import runtime
+
+    measured = runtime.busy_cpus(interval=0.05)
+    if measured is None:
+        pytest.skip("no /proc/stat here")
+    cpus, busy = measured
+    assert cpus >= 1 and 0.0 <= busy <= cpus + 1e-9
+
+
+@pytest.mark.parametrize("cpus, busy, expected", [(2, 1.0, 1), (2, 0.1, 2), (4, 1.6, 2), (4, 3.9, 1), (8, 0.4, 4)])
+def test_training_takes_no_more_threads_than_free_cpus(monkeypatch, cpus, busy, expected):
+    from charlm import runtime
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "busy_cpus", lambda: (cpus, busy))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(4)
+        note = runtime.fit_threads_to_free_cpus()
+        assert torch.get_num_threads() == expected
+        assert (note is None) == (expected == 4) and (note is None or f"{expected} of 4 threads" in note)
+        torch.set_num_threads(4)
+        monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's explicit choice is kept
+        assert runtime.fit_threads_to_free_cpus() is None and torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
