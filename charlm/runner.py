@@ -439,13 +439,15 @@ def sample_and_print(run_dir: Path, prompt: str | None, length: int, config: Sam
     # a few ids past --length, used only to finish a character or Hangul syllable the last one began
     steps = generate(ck.model, prompt_ids, length + EXTRA_TOKENS if length else 0, config, num_samples, device,
                      generator, tok.unk_id)
+    to_terminal = sys.stdout.isatty()
+
     def write(text: str) -> None:  # to a terminal, control characters a model wrote are drawn, not obeyed
         sys.stdout.write(for_terminal(text) if to_terminal else text)
 
-    to_terminal = sys.stdout.isatty()
     try:
         if stream and num_samples == 1:
-            for text in continuation_text(tok.incremental_decoder(), (ids[0] for ids in steps), length, shown_prompt):
+            first_sample = (next_ids[0] for next_ids in steps)
+            for text in continuation_text(tok.incremental_decoder(), first_sample, length, shown_prompt):
                 write(text)
                 sys.stdout.flush()
             write("\n")

@@ -446,8 +446,8 @@ EXTRA_TOKENS = 8  # at most this many tokens past a requested length, to finish 
 def continuation_text(decoder, ids: Iterable[int], length: int, after: str = "") -> Iterator[str]:
     """The text of generated ``ids`` written after ``after``, piece by piece, through a streaming ``decoder``.
 
-    Yields ``after`` first (in NFC under an NFD decoder, its last syllable joined with the first jamo),
-    then the text of each id. Stops after ``length`` ids as soon as no character is left half-written (a
+    Yields ``after`` first (under an NFD decoder in NFC and less its last syllable, which comes back with
+    the next piece, joined with the first jamo when it belongs there: 고 + ᆼ → 공), then the text of each id. Stops after ``length`` ids as soon as no character is left half-written (a
     UTF-8 sequence cut short, a syllable that is only its leading consonant), within EXTRA_TOKENS more ids.
     """
     yield decoder.prime(after)
