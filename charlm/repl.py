@@ -41,7 +41,7 @@ MODES = ("auto", "live", "line", "plain")
 BAR_WIDTH = 40
 HELP = """commands (a line that starts with ':' and a letter):
   TEXT          feed TEXT to the model (\\n \\t \\\\ are newline, tab, backslash; \\: a leading colon)
-  :gen [N]      generate N tokens from here (default 200; Ctrl-C stops early)
+  :gen [N]      generate N tokens from here (default 200; a few more to finish a syllable; Ctrl-C stops)
   :accept       append the most likely next token (an empty line does the same; Tab in live mode)
   :temp T  :topk K  :topp P  :seed S     sampling settings for :gen (:settings shows them)
   :k N          show N predictions
