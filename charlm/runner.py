@@ -8,6 +8,7 @@ progress and tables through console.py.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import sys
@@ -39,6 +40,7 @@ class TrainSetup:
     run_dir: Path
     trainer: Trainer
     info: dict  # config.json
+    saved_best: float = math.inf  # validation loss of model.safetensors, which only a lower one replaces
 
 
 # ----- train ------------------------------------------------------------------------------------------------
@@ -185,11 +187,7 @@ def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
     trainer = _make_trainer(parts, device, world)
     state = checkpoint.load_training_state(run_dir, trainer.model)
     trainer.optimizer.load_state_dict(state.optimizer_state)
-    trainer.progress = p = Progress.from_dict(state.progress)
-    # With --save-every, an evaluation may have written better weights after the last save: keep them the best.
-    best = checkpoint.read_weights_summary(run_dir)
-    if best.get("val_loss") is not None and best["val_loss"] < p.best_val_loss:
-        p.best_val_loss, p.best_val_bpc, p.best_step = best["val_loss"], best.get("val_bpc"), best.get("step", p.step)
+    trainer.progress = Progress.from_dict(state.progress)
     trainer.set_hidden(state.hidden)
     restore_rng(trainer.progress.rng)
     if world.rank in state.rngs:  # a rank the saved run did not have keeps its seeded generator
@@ -202,7 +200,10 @@ def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
     if world.is_main:
         checkpoint.truncate_metrics(run_dir, trainer.progress.step)
     console.info(f"resuming {run_dir} at step {trainer.progress.step:,} (epoch {trainer.progress.epoch})")
-    return TrainSetup(run_dir, trainer, parts.info)
+    # With --save-every, an evaluation may have written better weights after the last save: the replayed
+    # steps must not replace them with worse ones (the training state's own best is left as it was saved).
+    saved = checkpoint.read_weights_summary(run_dir).get("val_loss")
+    return TrainSetup(run_dir, trainer, parts.info, saved if saved is not None else math.inf)
 
 
 def prepare_with_progress(steps):
@@ -316,7 +317,8 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                     bar.update(task, **fields)
                     log({"type": "val", "step": report.step, "epoch": report.epoch, "elapsed": report.elapsed,
                          "improved": report.improved, **r.to_dict()})
-                    if report.improved and main:
+                    if report.improved and r.loss < setup.saved_best and main:
+                        setup.saved_best = r.loss
                         checkpoint.save_weights(run_dir, model, {"step": report.step, "val_loss": r.loss, "val_bpc": r.bpc,
                                                                  "val_perplexity": r.perplexity})
                     if not trainer.save_every:
@@ -333,7 +335,7 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                           f"Resume with: {_resume_command(trainer.world, run_dir)}")
         return EXIT_INTERRUPTED
     log(_save_state(setup))
-    if main and (trainer.val_ids is None or not (run_dir / checkpoint.MODEL_FILE).exists()):
+    if main and (trainer.val_ids is None or p.best_val_loss == math.inf):
         # no validation text, or stopped before the first evaluation: the last weights are the ones to sample
         checkpoint.save_weights(run_dir, model, {"step": p.step, "train_loss": last_step.loss if last_step else None})
     if not p.done:
@@ -354,14 +356,15 @@ def _print_summary(setup: TrainSetup, last_step: StepReport | None) -> None:
         ("tokens/s, evaluations included", f"{p.tokens / p.elapsed:,.0f}" if p.elapsed else "–"),
         ("last train loss", console.fmt(last_step.loss if last_step else None)),
     ]
-    if p.best_val_loss < float("inf"):
+    best = checkpoint.read_weights_summary(setup.run_dir)  # model.safetensors: the weights sample and eval use
+    if best.get("val_loss") is not None:
         from charlm import metrics
 
         rows += [
-            ("best val loss (nats/token)", console.fmt(p.best_val_loss)),
-            ("best val perplexity", console.fmt(metrics.perplexity(p.best_val_loss), 3)),
-            ("best val bpc", console.fmt(p.best_val_bpc)),
-            ("best at step", f"{p.best_step:,}"),
+            ("best val loss (nats/token)", console.fmt(best["val_loss"])),
+            ("best val perplexity", console.fmt(metrics.perplexity(best["val_loss"]), 3)),
+            ("best val bpc", console.fmt(best.get("val_bpc"))),
+            ("best at step", f"{best['step']:,}"),
         ]
     console.out.print(console.key_value_table("training finished", rows))
     console.err.print(f"sample it: charlm sample {setup.run_dir}")
@@ -385,9 +388,9 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
         ids, label = tok.encode(text, unknown=unknown), source.description
         if len(ids) < 2:
             raise TokenizerError("the text to evaluate has fewer than 2 tokens: pass a longer text")
-        # the text's characters (with --unknown skip, those left to score), less the first token's
-        kept_chars = tok.count_chars(ids) if unknown == "skip" else len(text)
-        n_chars = kept_chars - tok.count_chars(ids[:1])
+        # the text's characters, less those --unknown skip dropped (one per unknown id) and the first token's
+        dropped = len(tok.encode(text, unknown="unk")) - len(ids) if unknown == "skip" else 0
+        n_chars = len(text) - dropped - tok.count_chars(ids[:1])
     else:
         steps = data.recorded_split_steps(ck.info["corpus"], ck.info["train"], split_name, tok)
         (ids, n_chars), label = prepare_with_progress(steps), f"its {split_name} split"

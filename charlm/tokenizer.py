@@ -414,9 +414,14 @@ class ComposingDecoder:
         return self.inner.complete and not (self._pending and _is_leading_jamo(self._pending[-1]))
 
     def prime(self, text: str) -> str:
-        """Start after ``text`` (a prompt): returns it in NFC less its last character, which is held,
-        so that a first jamo can still join it (고 + ᆼ → 공)."""
-        return self._hold_last(unicodedata.normalize("NFC", self._pending + text))
+        """Start after ``text`` (a prompt): returns it in NFC, less a last syllable that a first jamo
+        could still join (고 + ᆼ → 공; ᄀ + ᅡ → 가), which is held and comes back with the next piece."""
+        text = unicodedata.normalize("NFC", self._pending + text)
+        if text and _joinable(text[-1]):
+            self._pending, text = text[-1], text[:-1]
+        else:
+            self._pending = ""
+        return text
 
     def feed(self, token_id: int) -> str:
         return self._hold_last(unicodedata.normalize("NFC", self._pending + self.inner.feed(token_id)))
@@ -433,6 +438,11 @@ class ComposingDecoder:
         text = unicodedata.normalize("NFC", self._pending + self.inner.flush())
         self._pending = ""
         return text
+
+
+def _joinable(char: str) -> bool:
+    """A leading consonant alone (ᄀ), or a syllable with no final consonant (고): a next jamo can join it."""
+    return _is_leading_jamo(char) or ("\uac00" <= char <= "\ud7a3" and (ord(char) - 0xAC00) % 28 == 0)
 
 
 def _is_leading_jamo(char: str) -> bool:
@@ -452,7 +462,7 @@ def continuation_text(decoder, ids: Iterable[int], length: int, after: str = "")
     """
     yield decoder.prime(after)
     ids, fed = iter(ids), 0
-    while fed < length or (not decoder.complete and fed < length + EXTRA_TOKENS):
+    while fed < length or (0 < fed < length + EXTRA_TOKENS and not decoder.complete):
         token_id = next(ids, None)  # drawn only when needed: for a model, each id is a step of generation
         if token_id is None:
             break

@@ -64,7 +64,6 @@ class Progress:
     elapsed: float = 0.0  # seconds of training so far, evaluation included
     tokens: int = 0
     best_val_loss: float = math.inf
-    best_val_bpc: float | None = None  # bits per character at best_val_loss (runs saved before it was kept: None)
     best_step: int = 0
     evals_since_best: int = 0
     lr_scale: float = 1.0  # halved after each bad (non-finite or exploding) step
@@ -369,7 +368,7 @@ class Trainer:
         result = distributed.broadcast(self.world, self.evaluate() if self.world.is_main else None)
         improved = result.loss < p.best_val_loss
         if improved:
-            p.best_val_loss, p.best_val_bpc, p.best_step, p.evals_since_best = result.loss, result.bpc, p.step, 0
+            p.best_val_loss, p.best_step, p.evals_since_best = result.loss, p.step, 0
         else:
             p.evals_since_best += 1
         p.last_eval_seconds = result.seconds

@@ -296,6 +296,59 @@ def test_a_run_given_a_relative_corpus_path_resumes_and_evaluates_from_another_f
     assert invoke("eval", tmp_path / "run").exit_code == 0
 
 
+def test_a_crash_between_saves_does_not_cut_a_resumed_run_short(tmp_path, tiny_corpus, monkeypatch):
+    """--save-every 7 with evaluations every 10: a crash right after the evaluation at step 10 leaves the state
+    of step 7 and the weights of step 10. Replaying step 10 must count as an improvement (--patience 1 would
+    stop the run there otherwise) and must not replace the saved weights with the same or worse ones."""
+    from charlm import checkpoint
+    from charlm.train import EvalReport, Trainer
+
+    run_dir, args = tmp_path / "run", ["--max-steps", "30", *TINY_MODEL_ARGS, "--eval-every", "10", "--patience", "1"]
+    run = Trainer.run
+
+    def crash_after_the_first_evaluation(self):
+        for report in run(self):
+            yield report
+            if isinstance(report, EvalReport):
+                raise KeyboardInterrupt  # the second Ctrl-C: out at once, nothing more saved
+
+    monkeypatch.setattr(Trainer, "run", crash_after_the_first_evaluation)
+    assert invoke("train", tiny_corpus, "--out", run_dir, "--save-every", "7", *args).exit_code == 130
+    monkeypatch.undo()
+    assert checkpoint.read_weights_summary(run_dir)["step"] == 10
+    resumed = invoke("train", "--resume", run_dir)
+    assert resumed.exit_code == 0, resumed.output
+    assert checkpoint.read_metrics(run_dir)[-1]["step"] > 10  # not stopped by the replayed evaluation at step 10
+
+
+def test_a_second_stop_before_any_evaluation_keeps_the_newer_weights(tmp_path, tiny_corpus, monkeypatch):
+    from charlm import checkpoint
+
+    run_dir = tmp_path / "run"
+    stop_training_at(monkeypatch, 5)  # reports come every 10 steps: it stops at step 11
+    args = ["--max-steps", "60", *TINY_MODEL_ARGS, "--eval-every", "50"]
+    assert invoke("train", tiny_corpus, "--out", run_dir, *args).exit_code == 130
+    first = checkpoint.read_weights_summary(run_dir)["step"]
+    monkeypatch.undo()
+    stop_training_at(monkeypatch, first + 5)  # again before the first evaluation (step 50)
+    assert invoke("train", "--resume", run_dir).exit_code == 130
+    assert checkpoint.read_weights_summary(run_dir)["step"] > first
+
+
+def test_eval_unknown_skip_changes_nothing_when_nothing_is_unknown_under_nfd(tmp_path):
+    import unicodedata
+
+    corpus = tmp_path / "ko.txt"
+    corpus.write_text("어제 나는 공원에서 사과를 샀다.\n" * 30, encoding="utf-8")
+    run = tmp_path / "run"
+    assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
+    text = tmp_path / "nfd.txt"
+    text.write_text(unicodedata.normalize("NFD", "나는 공원에서 사과를 샀다.\n"), encoding="utf-8")
+    error, skip = (json.loads(invoke("eval", run, "--text", text, "--unknown", policy, "--json").stdout)
+                   for policy in ("error", "skip"))
+    assert skip["characters"] == error["characters"] and skip["bpc"] == pytest.approx(error["bpc"])
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
     args = ["--max-steps", "40", *TINY_MODEL_ARGS, "--dropout", "0.1"]
     straight = invoke("train", tiny_corpus, "--out", tmp_path / "a", *args)

@@ -62,9 +62,20 @@ def test_generated_jamo_compose_with_the_context_into_whole_syllables(monkeypatc
     assert s.context == "어제 나는 공워" == unicodedata.normalize("NFC", s.context)
     assert torch.allclose(s.probs(), fresh_probs(s, s.context), atol=1e-5)
     assert s.accept() == "원" and s.context == "어제 나는 공원"  # ᆫ: the last syllable comes back whole
-    assert s.accept() == "원\u110b" and s.context == "어제 나는 공원\u110b"  # one token, even if unfinished
+    assert s.accept() == "\u110b" and s.context == "어제 나는 공원\u110b"  # one token, even if unfinished
     assert s.accept() == "에" and s.context == "어제 나는 공원에"  # the next one joins it
     assert torch.allclose(s.probs(), fresh_probs(s, s.context), atol=1e-5)
+
+
+def test_generation_after_text_no_jamo_can_join_repeats_nothing(monkeypatch):
+    tokenizer = CharTokenizer.fit("hello 공원.\n", normalize="nfd")
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=8, embed_size=4, dropout=0.0), tokenizer.vocab_size)
+    s = Session(model.eval(), tokenizer)
+    s.feed("hello 공")  # 공 has its final consonant: complete
+    script = iter(tokenizer.encode("원").tolist())
+    monkeypatch.setattr(s, "_next_token", lambda config: next(script))
+    assert "".join(s.generate(0)) == "" and s.context == "hello 공"  # nothing drawn, nothing repeated
+    assert "".join(s.generate(2)) == "워" and s.context == "hello 공워"
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])

@@ -188,6 +188,16 @@ def test_a_hidden_or_empty_prompt_and_zero_length():
     tok = CharTokenizer.fit(KOREAN, normalize="nfd")
     assert _continue(tok, "", "공원", 1) == ("고", 2)  # ᄀ alone is unreadable: ᅩ comes with it
     assert _continue(tok, "고", "ᆼ", 0) == ("고", 0)
+    assert _continue(tok, "나는 ᄀ", "ᅡ", 0) == ("나는 ᄀ", 0)  # a length of 0 draws nothing, even then
+    assert _continue(tok, "나는 ᄀ", "ᅡ", 1) == ("나는 가", 1)
+
+
+def test_only_a_syllable_a_jamo_can_join_is_held_back():
+    tok = CharTokenizer.fit(KOREAN, normalize="nfd")
+    for prompt, held in (("나는 고", "고"), ("나는 ᄀ", "ᄀ"), ("나는 공", ""), ("hello", ""), ("나는\n", "")):
+        decoder = tok.incremental_decoder()
+        shown = decoder.prime(prompt)
+        assert shown + decoder.flush() == prompt and prompt.endswith(held) and shown == prompt[:len(prompt) - len(held)]
 
 
 def test_byte_level_finishes_a_cut_utf8_character_and_char_level_stops_at_the_length():
