@@ -48,6 +48,7 @@ SNAPSHOT_EVERY = 100  # good steps between in-memory snapshots to roll back to
 BAD_STREAK_FOR_ROLLBACK = 3  # consecutive bad steps that trigger a rollback to the last snapshot
 MAX_ROLLBACKS = 4  # rollbacks tolerated in a run before giving up
 EXPLODED = 3.0  # a loss above EXPLODED * ln(vocab size) (three times worse than guessing) counts as exploding
+DRIFT = 0.1  # nats: training and validation loss both this far above their level at the best evaluation = drifting
 
 
 class TrainingDiverged(CharlmError):
@@ -65,6 +66,8 @@ class Progress:
     tokens: int = 0
     best_val_loss: float = math.inf
     best_step: int = 0
+    train_loss_at_best: float = math.inf  # the last logged training loss when best_val_loss was reached
+    drift_warned: bool = False
     evals_since_best: int = 0
     lr_scale: float = 1.0  # halved after each bad (non-finite or exploding) step
     grad_scaler: dict = field(default_factory=dict)  # fp16 loss-scaling state (GradScaler.state_dict())
@@ -118,8 +121,22 @@ class SaveRequest:
 @dataclass(frozen=True)
 class EventReport:
     step: int
-    kind: str  # 'bad_step' or 'rollback'
+    kind: str  # 'bad_step', 'rollback' or 'drift'
     message: str
+
+
+def drift_message(p: Progress, train_loss: float | None, val_loss: float, lr: float) -> str | None:
+    """A warning when training drifts away: the training loss, not only the validation loss, has risen DRIFT
+    above its level at the best evaluation. That is not overfitting (training loss keeps falling) but what a
+    learning rate too high for the model does: a 2x512 GRU at the GRU's default 3e-3 went from 1.54 to 1.96 in
+    7,000 steps while its gradient norm grew from 0.5 to 280 (docs/performance.md)."""
+    if p.drift_warned or train_loss is None or p.best_val_loss == math.inf:
+        return None
+    if train_loss < p.train_loss_at_best + DRIFT or val_loss < p.best_val_loss + DRIFT:
+        return None
+    return (f"training is drifting away: since the best evaluation (step {p.best_step:,}) the training loss rose "
+            f"from {p.train_loss_at_best:.3f} to {train_loss:.3f} and the validation loss from {p.best_val_loss:.3f} "
+            f"to {val_loss:.3f}; the best weights stay in model.safetensors; lower --lr (now {lr:g}) for this model")
 
 
 def lr_at(progress: float, step: int, config: TrainConfig) -> float:
@@ -193,6 +210,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         self.progress = Progress()
         self._train_rate = 0.0  # tokens/s over the last StepReport's steps (0 until the first after step 1)
+        self._train_loss: float | None = None  # the last StepReport's training loss
         self.hidden: State | None = None
         self._snapshot: tuple[dict, dict] | None = None  # (model, optimizer) state at the last good point
         self._explode_at = EXPLODED * math.log(max(model.vocab_size, 2))
@@ -362,18 +380,23 @@ class Trainer:
             seq_len=256, device=self.device, amp_dtype=self.amp_dtype,
         )
 
-    def _eval_report(self, final: bool) -> EvalReport:
-        """Rank 0 evaluates; the others wait for its result so they keep the same best and patience."""
+    def _eval_reports(self, final: bool) -> list[EvalReport | EventReport]:
+        """Evaluate: the EvalReport, and an EventReport when training drifts away (drift_message). Rank 0
+        evaluates; the others wait for its result so they keep the same best and patience."""
         p = self.progress
         result = distributed.broadcast(self.world, self.evaluate() if self.world.is_main else None)
         improved = result.loss < p.best_val_loss
+        drift = None if improved else drift_message(p, self._train_loss, result.loss, self.config.lr)
         if improved:
             p.best_val_loss, p.best_step, p.evals_since_best = result.loss, p.step, 0
+            p.train_loss_at_best = self._train_loss if self._train_loss is not None else math.inf
         else:
             p.evals_since_best += 1
+        p.drift_warned = p.drift_warned or drift is not None
         p.last_eval_seconds = result.seconds
         p.elapsed += result.seconds
-        return EvalReport(p.step, self._epoch_float(), result, improved, p.best_val_loss, p.elapsed, final)
+        report = EvalReport(p.step, self._epoch_float(), result, improved, p.best_val_loss, p.elapsed, final)
+        return [report] if drift is None else [report, EventReport(p.step, "drift", drift)]
 
     def _epoch_float(self) -> float:
         return self.progress.epoch + self.progress.window / self.steps_per_epoch
@@ -437,19 +460,20 @@ class Trainer:
                     if p.step > 1:
                         self._train_rate = rate
                     loss_sum, norm_sum, norm_max = sums.tolist()
-                    yield StepReport(p.step, self._epoch_float(), loss_sum / count, lr, norm_sum / count, norm_max,
+                    self._train_loss = loss_sum / count
+                    yield StepReport(p.step, self._epoch_float(), self._train_loss, lr, norm_sum / count, norm_max,
                                      rate, p.elapsed, min(self.horizon_fraction(), 1.0))
                     sums.zero_()
                     count, tokens_since, t_since = 0, 0, time.perf_counter()
                 if self._reached_horizon():
                     p.done, p.stop_reason = True, "horizon"
                 elif self.val_ids is not None and p.step % c.eval_every == 0:
-                    report = self._eval_report(final=False)
+                    reports = self._eval_reports(final=False)
                     evaluated_at = p.step
                     t_last = time.perf_counter()
                     if c.patience is not None and p.evals_since_best >= c.patience:
                         p.done, p.stop_reason = True, f"no improvement in {c.patience} evaluations"
-                    yield report
+                    yield from reports
                     t_since = time.perf_counter()
                 if self.save_every and p.step % self.save_every == 0 and not p.done:
                     yield SaveRequest(p.step)
@@ -459,7 +483,7 @@ class Trainer:
             if p.window >= len(batches):
                 p.epoch, p.window, self.hidden = p.epoch + 1, 0, None  # reset state at epoch boundaries
         if self.val_ids is not None and evaluated_at != p.step:
-            yield self._eval_report(final=True)
+            yield from self._eval_reports(final=True)
 
     def _reached_horizon(self) -> bool:
         c, p = self.config, self.progress

@@ -10,7 +10,7 @@ from charlm.cli import cli
 from charlm.config import ModelConfig, TrainConfig
 from charlm.model import RNNLM
 from charlm.tokenizer import CharTokenizer
-from charlm.train import EventReport, Trainer, TrainingDiverged
+from charlm.train import EvalReport, EventReport, Trainer, TrainingDiverged
 
 from conftest import TINY_MODEL_ARGS, TINY_TEXT
 
@@ -91,3 +91,38 @@ def test_a_stop_requested_during_a_bad_step_ends_after_it():
     list(trainer.run())
     p = trainer.progress
     assert not p.done and p.stop_reason == "SIGINT" and (p.step, p.bad_steps) == (29, 1)
+
+
+# ----- drifting away: training and validation loss both rising ------------------------------------------------
+
+from charlm.evaluate import EvalResult  # noqa: E402
+from charlm.train import Progress, drift_message  # noqa: E402
+
+
+def test_drift_needs_both_losses_up_from_the_best_and_warns_once():
+    p = Progress(best_val_loss=1.60, best_step=4000, train_loss_at_best=1.54)
+    assert drift_message(p, 1.66, 1.67, 3e-3) is None  # training up 0.12, validation only 0.07
+    assert drift_message(p, 1.50, 1.80, 3e-3) is None  # validation up, training down: overfitting, not drift
+    message = drift_message(p, 1.75, 1.76, 3e-3)
+    assert "drifting" in message and "1.540 to 1.750" in message and "lower --lr (now 0.003)" in message
+    p.drift_warned = True
+    assert drift_message(p, 1.95, 1.96, 3e-3) is None
+
+
+def test_a_drifting_run_reports_it_after_the_evaluation():
+    trainer = make_trainer(max_steps=200)
+    steps = trainer._train_step
+    made = {"n": 0}
+
+    def worse_and_worse(x, y, lr):  # the training loss climbs by 0.01 a step
+        made["n"] += 1
+        result = steps(x, y, lr)
+        return None if result is None else (result[0] * 0 + 1.0 + 0.01 * made["n"], result[1])
+
+    val = iter([2.0, 2.05, 2.5, 3.0])
+    trainer._train_step = worse_and_worse
+    trainer.evaluate = lambda: EvalResult(next(val), 1.0, 1.0, 100, 100, 0.0)
+    reports = list(trainer.run())
+    drift = [r for r in reports if isinstance(r, EventReport) and r.kind == "drift"]
+    assert len(drift) == 1 and drift[0].step == 150  # step 100 was within DRIFT on validation (2.05 vs 2.0)
+    assert isinstance(reports[reports.index(drift[0]) - 1], EvalReport)
