@@ -122,10 +122,13 @@ class _GRUWindow(torch.autograd.Function):
             carry = torch.addcmul(dgh_t[t].to(products) @ w_hh, dh, z[t])  # d loss / d h_{t-1}
         dgh = dgh.view(steps * batch, 3 * hidden)
         dgi = torch.cat([dgh[:, :2 * hidden], da_n.view(steps * batch, hidden)], dim=1)  # (T·B, 3H)
+        dgi_products = dgi.to(products)
         d_w_hh = dgh.to(products).t() @ hs[:steps].reshape(steps * batch, hidden).to(products)
-        d_w_ih = dgi.to(products).t() @ xs.reshape(steps * batch, -1)
+        d_w_ih = dgi_products.t() @ xs.reshape(steps * batch, -1)
+        d_b_hh = dgh.sum(0)
+        d_b_ih = torch.cat([d_b_hh[:2 * hidden], da_n.view(steps * batch, hidden).sum(0)])  # r, z: the same sums
         state_dtype = d_last.dtype  # float32 under autocast
         dx = None
         if ctx.needs_input_grad[0]:  # not for one-hot inputs
-            dx = (dgi.to(products) @ w_ih).view(steps, batch, -1).transpose(0, 1).to(state_dtype)  # (B, T, I)
-        return dx, carry, None, d_w_ih.to(state_dtype), d_w_hh.to(state_dtype), dgi.sum(0), dgh.sum(0)
+            dx = (dgi_products @ w_ih).view(steps, batch, -1).transpose(0, 1).to(state_dtype)  # (B, T, I)
+        return dx, carry, None, d_w_ih.to(state_dtype), d_w_hh.to(state_dtype), d_b_ih, d_b_hh
