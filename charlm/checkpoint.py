@@ -71,9 +71,7 @@ def atomic_write(path: Path, data: bytes) -> None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         if isinstance(e, OSError):
-            fix = "free disk space or pick another folder" if e.errno == errno.ENOSPC else "pick a folder you can write to"
-            intact = " (the previous file is intact)" if path.exists() else ""
-            raise CheckpointError(f"cannot write {path}: {e.strerror or e}; {fix}{intact}") from None
+            raise _cannot_write(path, e, " (the previous file is intact)" if path.exists() else "") from None
         raise
     with contextlib.suppress(OSError):
         dir_fd = os.open(path.parent, os.O_RDONLY)
@@ -81,6 +79,12 @@ def atomic_write(path: Path, data: bytes) -> None:
             os.fsync(dir_fd)
         finally:
             os.close(dir_fd)
+
+
+def _cannot_write(path: Path, error: OSError, after: str = "") -> CheckpointError:
+    """The one-line error for a file that could not be written, with the fix that fits the cause."""
+    fix = "free disk space or pick another folder" if error.errno == errno.ENOSPC else "pick a folder you can write to"
+    return CheckpointError(f"cannot write {path}: {error.strerror or error}; {fix}{after}")
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -94,7 +98,7 @@ def append_metrics(run_dir: Path, record: dict) -> None:
         with open(path, "a", encoding="utf-8") as f:
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     except OSError as e:
-        raise CheckpointError(f"cannot write {path}: {e.strerror or e}; free disk space or pick a writable folder") from None
+        raise _cannot_write(path, e) from None
 
 
 def truncate_metrics(run_dir: Path, step: int) -> None:
