@@ -144,10 +144,10 @@ def busy_cpus(interval: float = 0.2) -> tuple[int, float] | None:
     except (OSError, ValueError):
         return None
     busy = 0.0
-    for cpu, (total, idle) in after.items():
-        elapsed = total - before.get(cpu, (total, idle))[0]
+    for cpu in after.keys() & before.keys():
+        elapsed, idle = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
         if elapsed > 0:
-            busy += 1.0 - (idle - before[cpu][1]) / elapsed
+            busy += 1.0 - idle / elapsed
     return len(allowed), busy
 
 
