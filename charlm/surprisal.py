@@ -104,9 +104,7 @@ def score(model: RNNLM, tokenizer, text: str, context: str = "", device: torch.d
     try:
         context_ids = tokenizer.encode(context, unknown=unknown) if context else np.zeros(0, dtype=np.int64)
     except TokenizerError as e:  # its "text has …" would point at the text being scored
-        message = str(e)
-        message = f"--context {message}" if message.startswith("text ") else f"--context: {message}"
-        raise TokenizerError(message) from None
+        raise TokenizerError(f"--context {e}") from None
     text_ids = tokenizer.encode(text, unknown=unknown)
     if len(text_ids) == 0:
         raise CharlmError("no character of the text is in the model's vocabulary: pass text like its training data")
