@@ -457,8 +457,9 @@ def continuation_text(decoder, ids: Iterable[int], length: int, after: str = "")
     """The text of generated ``ids`` written after ``after``, piece by piece, through a streaming ``decoder``.
 
     Yields ``after`` first (under an NFD decoder in NFC and less its last syllable, which comes back with
-    the next piece, joined with the first jamo when it belongs there: 고 + ᆼ → 공), then the text of each id. Stops after ``length`` ids as soon as no character is left half-written (a
-    UTF-8 sequence cut short, a syllable that is only its leading consonant), within EXTRA_TOKENS more ids.
+    the next piece, joined with the first jamo when it belongs there: 고 + ᆼ → 공), then the text of each
+    id. Stops after ``length`` ids as soon as no character is left half-written (a UTF-8 sequence cut
+    short, a syllable that is only its leading consonant), within EXTRA_TOKENS more ids.
     """
     yield decoder.prime(after)
     ids, fed = iter(ids), 0
