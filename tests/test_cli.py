@@ -74,22 +74,28 @@ def test_sample_is_reproducible_and_stdout_only_text(trained_run):
     assert many.exit_code == 0 and many.stdout.count("─" * 40) == 2
 
 
-def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(tmp_path, monkeypatch):
+def script_generation(monkeypatch, ids):
+    """Until the test ends, `charlm sample` generates ``ids`` (the same for every sample) instead of asking the model."""
     import torch
 
     from charlm import runner
+
+    def scripted(model, prompt_ids, length, config, num_samples, *args):
+        for token_id in ids[:length]:
+            yield torch.full((num_samples,), token_id)
+
+    monkeypatch.setattr(runner, "generate", scripted)
+
+
+def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(tmp_path, monkeypatch):
+    from charlm import checkpoint
 
     corpus = tmp_path / "ko.txt"
     corpus.write_text("어제 나는 공원에서 사과를 샀다.\n" * 30, encoding="utf-8")
     run = tmp_path / "run"
     assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
-    jamo = runner.checkpoint.load(run).tokenizer.encode("ᆼ원에서").tolist()
-
-    def scripted(model, prompt_ids, length, config, num_samples, *args):  # the model "writes" ᆼ ᄋ ᅯ ᆫ ᄋ ᅦ …
-        for token_id in jamo[:length]:
-            yield torch.full((num_samples,), token_id)
-
-    monkeypatch.setattr(runner, "generate", scripted)
+    jamo = checkpoint.load(run).tokenizer.encode("ᆼ원에서").tolist()
+    script_generation(monkeypatch, jamo)  # the model "writes" ᆼ ᄋ ᅯ ᆫ ᄋ ᅦ …
     for options in ([], ["--no-stream"], ["--num-samples", "2"]):
         result = invoke("sample", run, "-p", "어제 나는 고", "-n", "2", *options)
         assert result.exit_code == 0, result.output
@@ -98,20 +104,12 @@ def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(tmp_pa
 
 def test_sample_to_a_terminal_draws_control_characters_instead_of_obeying_them(trained_run, tmp_path, monkeypatch):
     import click.testing
-    import torch
-
-    from charlm import runner
 
     run = tmp_path / "bytes"
     assert invoke("train", trained_run.parent / "tiny.txt", "--level", "byte", "--out", run, "--max-steps", "1",
                   *TINY_MODEL_ARGS).exit_code == 0
     written = list("ab\x1b[2J\rc".encode())  # a byte-level model may write any byte, ESC (clear screen) included
-
-    def scripted(model, prompt_ids, length, config, num_samples, *args):
-        for token_id in written[:length]:
-            yield torch.full((num_samples,), token_id)
-
-    monkeypatch.setattr(runner, "generate", scripted)
+    script_generation(monkeypatch, written)
     assert invoke("sample", run, "-p", "the", "-n", "8").stdout == "theab\x1b[2J\rc\n"  # a pipe gets the text as is
     monkeypatch.setattr(click.testing._NamedTextIOWrapper, "isatty", lambda self: True)
     assert invoke("sample", run, "-p", "the", "-n", "8").stdout == "theab\u241b[2J\u240dc\n"
