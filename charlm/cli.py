@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import re
 import shlex
@@ -231,6 +232,7 @@ Examples:
   charlm eval checkpoints/shakespeare --split test
   charlm eval checkpoints/bills-char checkpoints/bills-subword      # side by side, by bits per character
   charlm eval checkpoints/shakespeare --impl reference              # the same loss from the textbook cells
+  charlm eval checkpoints/shakespeare --dynamic                     # the model keeps learning as it reads
 """)
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--text", "text_source", metavar="FILE", help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet file).")
@@ -238,23 +240,36 @@ Examples:
               help="Which split of each run's own corpus to score when no --text is given.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters …): an object for one checkpoint, a list for several.")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.eval_batch_size, show_default=True, help="Parallel streams.")
+@click.option("--dynamic", is_flag=True,
+              help="Dynamic evaluation: after scoring each 64 tokens, take one learning step on them, so the model "
+                   "adapts to the text as it reads it (one stream; the weights on disk are not changed).")
+@click.option("--dynamic-lr", type=float, metavar="LR",
+              help="Learning rate of --dynamic's steps (implies --dynamic). Default: a tenth of the cell's default "
+                   "training rate (1e-3 for an LSTM, 3e-4 for a GRU or RNN).")
 @encoding_errors_option
 @unknown_option
 @impl_override_option
 @device_option
-def eval_(checkpoints, text_source, split_name, as_json, batch_size, encoding_errors, unknown, impl, device):
+def eval_(checkpoints, text_source, split_name, as_json, batch_size, dynamic, dynamic_lr, encoding_errors, unknown,
+          impl, device):
     """Score CHECKPOINTS on their validation split, or all on the same --text.
 
     Prints loss (nats per token), perplexity (per token), bits per character and
     speed. Bits per character divide the total loss in bits by the characters of
     the text, so char, byte and subword models compare fairly; several
     checkpoints are printed side by side.
+
+    With --dynamic every token is still predicted before the model learns from
+    it, and the static loss of the same text is printed beside it.
     """
     from charlm import checkpoint as checkpoint_mod
     from charlm import console, runner
 
     if batch_size < 1:
         raise ConfigError(f"--batch-size must be at least 1, got {batch_size}")
+    if dynamic_lr is not None and not (dynamic_lr > 0 and math.isfinite(dynamic_lr)):
+        raise ConfigError(f"--dynamic-lr must be a positive number, got {dynamic_lr}")
+    dynamic = dynamic or dynamic_lr is not None
     checkpoints = list(checkpoints)
     if text_source is None and len(checkpoints) == 2 and not checkpoint_mod.is_run_dir(checkpoints[1]):
         text_source = str(checkpoints.pop())  # the older form `charlm eval CHECKPOINT TEXT`
@@ -263,17 +278,30 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, encoding_er
         if path.is_file():
             raise ConfigError(f"{path} is a file, not a run folder: pass the text to score with --text {path}")
     source = Source((text_source,), encoding_errors=encoding_errors) if text_source is not None else None
-    rows = runner.evaluate_checkpoints(checkpoints, source, split_name, batch_size, unknown, device, impl)
+    rows = runner.evaluate_checkpoints(checkpoints, source, split_name, batch_size, unknown, device, impl,
+                                       dynamic, dynamic_lr)
+    for r in rows:
+        if dynamic and r["loss"] > r["static_loss"]:
+            console.warn(f"{r['checkpoint']}: dynamic evaluation scored worse than the model as it is "
+                         f"({r['loss']:.4f} against {r['static_loss']:.4f} nats/token): lower --dynamic-lr "
+                         f"(it was {r['dynamic_lr']:g})")
     if as_json:
         click.echo(json.dumps(rows[0] if len(rows) == 1 else rows, ensure_ascii=False))
         return
     if len(rows) == 1:
         r = rows[0]
-        console.out.print(console.key_value_table(f"{r['checkpoint']} on {r['text']}", [
+        figures = [
             ("level", f"{r['level']} (vocabulary {r['vocab_size']:,})"),
             ("loss (nats/token)", console.fmt(r["loss"])),
             ("perplexity (per token)", console.fmt(r["perplexity"], 3)),
             ("bits per character", console.fmt(r["bpc"])),
+        ]
+        if dynamic:
+            figures = [("evaluation", f"dynamic, lr {r['dynamic_lr']:g}"), *figures,
+                       ("static loss (nats/token)", console.fmt(r["static_loss"])),
+                       ("static bits per character", console.fmt(r["static_bpc"]))]
+        console.out.print(console.key_value_table(f"{r['checkpoint']} on {r['text']}", [
+            *figures,
             ("tokens", f"{r['tokens']:,}"),
             ("characters", f"{r['characters']:,}"),
             ("tokens/s", f"{r['tokens_per_s']:,.0f}"),
@@ -291,6 +319,11 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, encoding_er
         for row, r in zip(table, rows):
             row.insert(1, r["text"])
     title = f"on {texts.pop()}: " if len(texts) == 1 else ""
+    if dynamic:
+        title = f"dynamic evaluation {title}"
+        columns.insert(columns.index("bpc") + 1, "static bpc")
+        for row, r in zip(table, rows):
+            row.insert(columns.index("static bpc"), console.fmt(r["static_bpc"]))
     console.out.print(console.comparison_table(f"{title}bits per character (bpc) compare across levels; * = best",
                                                columns, table))
 

@@ -80,7 +80,7 @@ def sha256_text(text: str) -> str:
 
 
 def drain(steps: Generator):
-    """Run a generator of ReadProgress reports to its end and return its value."""
+    """Run a generator of progress reports (ReadProgress, …) to its end and return its value."""
     while True:
         try:
             next(steps)

@@ -26,7 +26,7 @@ from charlm.corpus import Source
 from charlm.display import for_terminal
 from charlm.distributed import World
 from charlm.errors import CharlmError, CheckpointError, CorpusError, TokenizerError
-from charlm.evaluate import evaluate
+from charlm.evaluate import default_dynamic_lr, evaluate, evaluate_dynamic
 from charlm.model import RNNLM
 from charlm.sampling import generate
 from charlm.tokenizer import EXTRA_TOKENS, TokenizerSpec, continuation_text
@@ -206,22 +206,31 @@ def resume_setup(run_dir: Path, device_name: str) -> TrainSetup:
     return TrainSetup(run_dir, trainer, parts.info, saved if saved is not None else math.inf)
 
 
-def prepare_with_progress(steps):
-    """Drive a generator of data.ReadProgress reports with a bar on stderr (MB read, MB/s); returns its value.
-    No bar when stderr is not a terminal (logs and tests stay clean)."""
+def _drive_with_bar(steps, make_bar, show):
+    """Run a generator of progress reports to its end and return its value, calling ``show(bar, report)`` for
+    each report on the bar ``make_bar()`` draws on stderr. No bar when stderr is not a terminal (logs and
+    tests stay clean)."""
     if not console.err.is_terminal:
         return data.drain(steps)
-    bar = console.transfer_progress()
-    tasks = {}
-    with bar:
+    with make_bar() as bar:
         while True:
             try:
                 report = next(steps)
             except StopIteration as stop:
                 return stop.value
-            if report.stage not in tasks:
-                tasks[report.stage] = bar.add_task(report.stage, total=report.total)
-            bar.update(tasks[report.stage], completed=report.done, total=report.total)
+            show(bar, report)
+
+
+def prepare_with_progress(steps):
+    """Drive a generator of data.ReadProgress reports with a bar per stage (MB read, MB/s); returns its value."""
+    tasks = {}
+
+    def show(bar, report: data.ReadProgress) -> None:
+        if report.stage not in tasks:
+            tasks[report.stage] = bar.add_task(report.stage, total=report.total)
+        bar.update(tasks[report.stage], completed=report.done, total=report.total)
+
+    return _drive_with_bar(steps, console.transfer_progress, show)
 
 
 def _save_state(setup: TrainSetup) -> dict:
@@ -374,9 +383,13 @@ def _print_summary(setup: TrainSetup, last_step: StepReport | None) -> None:
 
 
 def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_name: str, batch_size: int,
-                        unknown: str, device_name: str, text: str | None = None, impl: str | None = None) -> dict:
+                        unknown: str, device_name: str, text: str | None = None, impl: str | None = None,
+                        dynamic: bool = False, dynamic_lr: float | None = None) -> dict:
     """Score one checkpoint on ``text_source`` (or ``text`` already read from it), else on its own recorded
-    split; returns a row: checkpoint, text, level, vocab_size, normalize and the evaluate() figures."""
+    split; returns a row: checkpoint, text, level, vocab_size, normalize and the evaluate() figures.
+
+    With ``dynamic`` the figures are dynamic evaluation's (``dynamic_lr``, or the cell's default), and the
+    row adds the static loss and bpc of the same text for comparison."""
     from charlm import corpus
 
     device = runtime.select_device(device_name)
@@ -396,12 +409,28 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
         (ids, n_chars), label = prepare_with_progress(steps), f"its {split_name} split"
     amp = runtime.autocast_dtype(ck.train_config.precision, device)
     result = evaluate(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp)
-    return {"checkpoint": str(run_dir), "text": label, "level": tok.kind, "vocab_size": tok.vocab_size,
-            "normalize": getattr(tok, "normalize", "none"), **result.to_dict()}
+    row = {"checkpoint": str(run_dir), "text": label, "level": tok.kind, "vocab_size": tok.vocab_size,
+           "normalize": getattr(tok, "normalize", "none")}
+    if not dynamic:
+        return {**row, **result.to_dict()}
+    lr = dynamic_lr if dynamic_lr is not None else default_dynamic_lr(ck.model_config.cell)
+    adapted = _with_dynamic_progress(evaluate_dynamic(ck.model, ids, lr, n_chars, device=device, amp_dtype=amp))
+    return {**row, **adapted.to_dict(), "dynamic_lr": lr, "static_loss": result.loss, "static_bpc": result.bpc}
+
+
+def _with_dynamic_progress(steps):
+    """Drive evaluate_dynamic's generator with a bar (tokens scored, loss so far); returns its result."""
+    def show(bar, report) -> None:
+        if not bar.tasks:
+            bar.add_task("dynamic evaluation", total=report.total)
+        bar.update(bar.task_ids[0], completed=report.tokens, description=f"dynamic evaluation, loss so far {report.loss:.4f}")
+
+    return _drive_with_bar(steps, console.jobs_progress, show)
 
 
 def evaluate_checkpoints(run_dirs: list[Path], text_source: Source | None, split_name: str, batch_size: int,
-                         unknown: str, device_name: str, impl: str | None = None) -> list[dict]:
+                         unknown: str, device_name: str, impl: str | None = None, dynamic: bool = False,
+                         dynamic_lr: float | None = None) -> list[dict]:
     """Score several checkpoints, all on the same text (read once) or each on its own recorded split, so a
     char, byte and subword model compare in one table by bits per character."""
     from charlm import corpus
@@ -410,7 +439,8 @@ def evaluate_checkpoints(run_dirs: list[Path], text_source: Source | None, split
     rows = []
     for run_dir in run_dirs:
         try:
-            rows.append(evaluate_checkpoint(run_dir, text_source, split_name, batch_size, unknown, device_name, text, impl))
+            rows.append(evaluate_checkpoint(run_dir, text_source, split_name, batch_size, unknown, device_name, text,
+                                            impl, dynamic, dynamic_lr))
         except CharlmError as e:
             if len(run_dirs) == 1:
                 raise

@@ -44,6 +44,30 @@ def test_eval_on_a_file_and_human_table(trained_run, tiny_corpus):
     assert "bits per character" in result.stdout
 
 
+def test_eval_dynamic_reports_the_adapted_and_the_static_figures(trained_run, tmp_path):
+    text = tmp_path / "repeats.txt"
+    text.write_text("a dog sat on the cat.\n" * 30, encoding="utf-8")  # a line the tiny corpus never had
+    static = json.loads(invoke("eval", trained_run, "--text", text, "--json").stdout)
+    result = invoke("eval", trained_run, "--text", text, "--dynamic-lr", "0.01", "--json")
+    assert result.exit_code == 0, result.output
+    dynamic = json.loads(result.stdout)
+    assert dynamic["dynamic_lr"] == 0.01
+    assert dynamic["static_loss"] == pytest.approx(static["loss"]) and dynamic["static_bpc"] == pytest.approx(static["bpc"])
+    assert dynamic["loss"] < static["loss"] and dynamic["tokens"] == static["tokens"]
+    table = invoke("eval", trained_run, "--text", text, "--dynamic")
+    assert table.exit_code == 0 and "dynamic, lr 0.001" in table.stdout and "static bits per character" in table.stdout
+    side_by_side = invoke("eval", trained_run, trained_run, "--text", text, "--dynamic")
+    assert side_by_side.exit_code == 0 and "static bpc" in side_by_side.stdout
+
+
+def test_eval_dynamic_says_when_adapting_made_it_worse_and_refuses_a_bad_rate(trained_run):
+    worse = invoke("eval", trained_run, "--dynamic-lr", "5")
+    assert worse.exit_code == 0 and "scored worse than the model as it is" in worse.stderr
+    for bad in ("0", "-1", "nan", "inf"):
+        result = invoke("eval", trained_run, "--dynamic-lr", bad)
+        assert result.exit_code == 1 and "--dynamic-lr must be a positive number" in result.stderr
+
+
 def test_eval_unknown_skip_counts_only_the_characters_it_scores(trained_run, tmp_path):
     """Skipped characters are never predicted, so they must not dilute bits per character."""
     plain, padded = tmp_path / "plain.txt", tmp_path / "padded.txt"
