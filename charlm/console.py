@@ -69,6 +69,12 @@ def jobs_progress() -> Progress:
                     console=err, transient=True)
 
 
+def task_progress() -> Progress:
+    """Progress of one long task whose description says how far it is: a bar, percent, time; cleared when done."""
+    return Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err, transient=True)
+
+
 def key_value_table(title: str, rows: list[tuple[str, str]]) -> Table:
     table = Table(title=title, show_header=False, title_justify="left")
     table.add_column(style="bold")

@@ -59,7 +59,7 @@ class DynamicProgress:
 
 
 def default_dynamic_lr(cell: str) -> float:
-    return DEFAULT_LR[cell] * DYNAMIC_LR_FRACTION
+    return float(f"{DEFAULT_LR[cell] * DYNAMIC_LR_FRACTION:.6g}")  # 3e-4, not 3.0000000000000003e-4
 
 
 def _prepend_zero_row(state):
@@ -126,47 +126,48 @@ def evaluate_dynamic(
     n_chars: int | None = None,
     segment: int = DYNAMIC_SEGMENT,
     device: torch.device | str = "cpu",
-    amp_dtype: torch.dtype | None = None,
     report_every: int = 16,
 ) -> Generator[DynamicProgress, None, EvalResult]:
     """Dynamic evaluation (Mikolov 2010; Krause et al. 2018): score ``ids`` (N,) in order as one stream and,
     after each ``segment`` tokens, take one optimiser step on the loss just scored.
 
-    Every token is predicted before the model learns from it, so the figure is an honest next-token loss
-    for a reader that adapts to the text as it goes (names, spellings and turns of phrase the training text
-    did not have). The update is Adam without momentum (an RMS-normalised gradient step, as in Krause et
-    al.), on a copy of the model: ``model`` itself is left as it was. Dropout stays off.
+    Every token is predicted before the model learns from it, so the figure is a fair next-token loss for
+    a reader that adapts to the text as it goes (names, spellings and turns of phrase the training text did
+    not have). The update is Adam without momentum: a gradient step divided by the RMS of recent gradients,
+    like Krause et al.'s RMS rule, but with the statistics gathered from the text being read and without
+    their decay back to the trained weights. It runs on a copy of the model (``model`` is left as it was),
+    dropout off, in float32: at one stream the products are small, and bf16 autocast made this pass 1.6-1.9x
+    slower on CPU for the same loss (docs/performance.md).
 
-    Yields DynamicProgress every ``report_every`` segments and returns the EvalResult.
+    Yields DynamicProgress every ``report_every`` segments and at the end; returns the EvalResult.
     """
     if len(ids) < 2:
         raise ValueError("need at least 2 tokens to evaluate")
     device = torch.device(device)
-    if amp_dtype == torch.float16:
-        amp_dtype = None  # fp16 gradients underflow without a loss scaler; one stream is cheap in float32
     start = time.perf_counter()
     learner = copy.deepcopy(model).to(device).eval()
-    params = [p for p in learner.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=lr, betas=(0.0, 0.999))
-    x = torch.from_numpy(np.asarray(ids, dtype=np.int64)).to(device)
+    for layer in learner.layers:
+        layer.train()  # cuDNN's RNN backward runs only in training mode; a one-layer module has no dropout of its own
+    optimizer = torch.optim.Adam([p for p in learner.parameters() if p.requires_grad], lr=lr, betas=(0.0, 0.999))
     n_targets = len(ids) - 1
-    total, state, scored = 0.0, None, 0
+    total, state = 0.0, None
     for i, begin in enumerate(range(0, n_targets, segment)):
         end = min(begin + segment, n_targets)
-        with autocast(device, amp_dtype):
-            logits, state = learner(x[begin:end].unsqueeze(0), state)  # (1, T, V)
-        loss = F.cross_entropy(logits.float().flatten(0, 1), x[begin + 1:end + 1], reduction="sum")
+        window = torch.from_numpy(np.asarray(ids[begin:end + 1], dtype=np.int64)).to(device)  # inputs and targets
+        logits, state = learner(window[:-1].unsqueeze(0), state)  # (1, T, V)
+        loss = F.cross_entropy(logits.flatten(0, 1), window[1:], reduction="sum")
         nll = loss.item()
         if not math.isfinite(nll):
-            raise ConfigError(f"dynamic evaluation diverged after {scored:,} tokens (the loss is not finite): "
+            raise ConfigError(f"dynamic evaluation diverged after {begin:,} tokens (the loss is not finite): "
                               f"lower --dynamic-lr (it was {lr:g})")
-        total, scored = total + nll, end
-        optimizer.zero_grad(set_to_none=True)
-        (loss / (end - begin)).backward()
-        optimizer.step()
-        state = detach_state(state)
-        if (i + 1) % report_every == 0:
-            yield DynamicProgress(scored, n_targets, total / scored)
+        total += nll
+        if end < n_targets:  # learn from this segment before the next is scored
+            optimizer.zero_grad(set_to_none=True)
+            (loss / (end - begin)).backward()
+            optimizer.step()
+            state = detach_state(state)
+        if (i + 1) % report_every == 0 or end == n_targets:
+            yield DynamicProgress(end, n_targets, total / end)
     mean = total / n_targets
     return EvalResult(
         loss=mean,

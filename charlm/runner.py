@@ -164,7 +164,7 @@ def _make_trainer(parts: _RunParts, device: torch.device, world: World) -> Train
     """The model and trainer of a run (collective under torchrun: DistributedDataParallel syncs the weights)."""
     runtime.tune_allocator()
     if device.type == "cpu" and not world.is_distributed:  # torchrun's processes share the cores by design
-        note = runtime.fit_threads_to_free_cpus()
+        note = runtime.fit_threads_to_free_cpus("training")
         if note:
             console.info(note)
     model = RNNLM(parts.model_config, parts.tokenizer.vocab_size)
@@ -414,7 +414,11 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
     if not dynamic:
         return {**row, **result.to_dict()}
     lr = dynamic_lr if dynamic_lr is not None else default_dynamic_lr(ck.model_config.cell)
-    adapted = _with_dynamic_progress(evaluate_dynamic(ck.model, ids, lr, n_chars, device=device, amp_dtype=amp))
+    if device.type == "cpu":
+        note = runtime.fit_threads_to_free_cpus("dynamic evaluation")  # one long stream of small steps stalls worst
+        if note:
+            console.info(note)
+    adapted = _with_dynamic_progress(evaluate_dynamic(ck.model, ids, lr, n_chars, device=device))
     return {**row, **adapted.to_dict(), "dynamic_lr": lr, "static_loss": result.loss, "static_bpc": result.bpc}
 
 
@@ -423,9 +427,10 @@ def _with_dynamic_progress(steps):
     def show(bar, report) -> None:
         if not bar.tasks:
             bar.add_task("dynamic evaluation", total=report.total)
-        bar.update(bar.task_ids[0], completed=report.tokens, description=f"dynamic evaluation, loss so far {report.loss:.4f}")
+        bar.update(bar.task_ids[0], completed=report.tokens, description=(
+            f"dynamic evaluation: {report.tokens:,} of {report.total:,} tokens, loss so far {report.loss:.4f}"))
 
-    return _drive_with_bar(steps, console.jobs_progress, show)
+    return _drive_with_bar(steps, console.task_progress, show)
 
 
 def evaluate_checkpoints(run_dirs: list[Path], text_source: Source | None, split_name: str, batch_size: int,

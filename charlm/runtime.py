@@ -151,8 +151,9 @@ def busy_cpus(interval: float = 0.2) -> tuple[int, float] | None:
     return len(allowed), busy
 
 
-def fit_threads_to_free_cpus() -> str | None:
-    """Train with no more threads than there are CPUs free now; returns a note when it took fewer.
+def fit_threads_to_free_cpus(work: str) -> str | None:
+    """Run ``work`` (a name for the note) with no more threads than there are CPUs free now; returns a note
+    when it took fewer.
 
     torch starts one thread per core. When other processes keep some of those
     cores busy, a thread that waits for one stalls every parallel operation of
@@ -172,7 +173,7 @@ def fit_threads_to_free_cpus() -> str | None:
     if free >= threads:
         return None
     torch.set_num_threads(free)
-    return (f"training with {free} of {threads} threads: other processes keep {busy:.1f} of {cpus} CPUs busy "
+    return (f"{work} with {free} of {threads} threads: other processes keep {busy:.1f} of {cpus} CPUs busy "
             "(set OMP_NUM_THREADS to choose)")
 
 

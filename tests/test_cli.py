@@ -58,11 +58,40 @@ def test_eval_dynamic_reports_the_adapted_and_the_static_figures(trained_run, tm
     assert table.exit_code == 0 and "dynamic, lr 0.001" in table.stdout and "static bits per character" in table.stdout
     side_by_side = invoke("eval", trained_run, trained_run, "--text", text, "--dynamic")
     assert side_by_side.exit_code == 0 and "static bpc" in side_by_side.stdout
+    assert f"{static['bpc']:.4f} *" in side_by_side.stdout  # the best is marked by its static figure
 
 
-def test_eval_dynamic_says_when_adapting_made_it_worse_and_refuses_a_bad_rate(trained_run):
-    worse = invoke("eval", trained_run, "--dynamic-lr", "5")
+def test_eval_dynamic_takes_no_more_threads_than_free_cpus(trained_run, monkeypatch):
+    import torch
+
+    from charlm import runtime
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "busy_cpus", lambda: (2, 1.0))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        result = invoke("eval", trained_run, "--dynamic")
+        assert result.exit_code == 0 and "dynamic evaluation with 1 of 2 threads" in result.stderr
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_eval_dynamic_says_when_adapting_made_it_worse_and_refuses_a_bad_rate(trained_run, tmp_path):
+    worse = invoke("eval", trained_run, "--dynamic-lr", "50")
     assert worse.exit_code == 0 and "scored worse than the model as it is" in worse.stderr
+    as_json = invoke("eval", trained_run, "--dynamic-lr", "1000", "--json")
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not JSON")
+
+    figures = json.loads(as_json.stdout, parse_constant=refuse)  # an infinite perplexity is null, not Infinity
+    assert figures["perplexity"] is None and figures["loss"] > 100
+    short = tmp_path / "short.txt"
+    short.write_text("the cat sat.", encoding="utf-8")
+    one_segment = invoke("eval", trained_run, "--text", short, "--dynamic")
+    assert one_segment.exit_code == 0 and "nothing to learn from" in one_segment.stderr
+    assert "scored worse" not in one_segment.stderr
     for bad in ("0", "-1", "nan", "inf"):
         result = invoke("eval", trained_run, "--dynamic-lr", bad)
         assert result.exit_code == 1 and "--dynamic-lr must be a positive number" in result.stderr

@@ -67,7 +67,7 @@ def test_progress_reports_count_up_to_the_total_and_bpc_uses_the_characters():
         except StopIteration as stop:
             result = stop.value
             break
-    assert [r.tokens for r in reports] == list(range(64, 599, 64))
+    assert [r.tokens for r in reports] == [*range(64, 599, 64), 599]  # the last report says it is done
     assert all(r.total == 599 for r in reports)
     assert result.characters == 1198
     assert result.bpc == pytest.approx(result.loss * 599 / 1198 / np.log(2))
@@ -81,3 +81,16 @@ def test_a_learning_rate_that_blows_the_weights_up_is_named():
 def test_default_rate_is_a_tenth_of_the_cells_training_rate():
     assert default_dynamic_lr("lstm") == pytest.approx(1e-3)
     assert default_dynamic_lr("gru") == pytest.approx(3e-4)
+
+
+def test_the_model_learns_in_training_mode_with_dropout_off():
+    """cuDNN's RNN backward refuses modules in eval mode, so the recurrent layers train; the dropout must not."""
+    model = tiny_model()
+    model.drop.p = 0.5
+    seen = []
+    model.layers[0].register_forward_hook(lambda module, args, out: seen.append(module.training))
+    model.drop.register_forward_hook(lambda module, args, out: seen.append(("drop", module.training)))
+    ids = repeating_ids(100)
+    result = run_to_end(evaluate_dynamic(model, ids, lr=1e-12, segment=len(ids)))
+    assert seen == [True, ("drop", False)]
+    assert result.loss == pytest.approx(evaluate(model, ids, batch_size=1).loss, abs=1e-5)  # no dropout noise

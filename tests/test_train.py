@@ -134,11 +134,11 @@ def test_training_takes_no_more_threads_than_free_cpus(monkeypatch, cpus, busy, 
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(4)
-        note = runtime.fit_threads_to_free_cpus()
+        note = runtime.fit_threads_to_free_cpus("training")
         assert torch.get_num_threads() == expected
         assert (note is None) == (expected == 4) and (note is None or f"{expected} of 4 threads" in note)
         torch.set_num_threads(4)
         monkeypatch.setenv("OMP_NUM_THREADS", "4")  # the user's explicit choice is kept
-        assert runtime.fit_threads_to_free_cpus() is None and torch.get_num_threads() == 4
+        assert runtime.fit_threads_to_free_cpus("training") is None and torch.get_num_threads() == 4
     finally:
         torch.set_num_threads(threads)
