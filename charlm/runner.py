@@ -30,7 +30,7 @@ from charlm.evaluate import default_dynamic_lr, evaluate, evaluate_dynamic
 from charlm.model import RNNLM
 from charlm.sampling import generate
 from charlm.tokenizer import EXTRA_TOKENS, TokenizerSpec, continuation_text
-from charlm.train import EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, restore_rng
+from charlm.train import LOG_EVERY, EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, restore_rng
 
 EXIT_INTERRUPTED = 130
 
@@ -163,10 +163,6 @@ def _read_run(run_dir: Path) -> _RunParts:
 def _make_trainer(parts: _RunParts, device: torch.device, world: World) -> Trainer:
     """The model and trainer of a run (collective under torchrun: DistributedDataParallel syncs the weights)."""
     runtime.tune_allocator()
-    if device.type == "cpu" and not world.is_distributed:  # torchrun's processes share the cores by design
-        note = runtime.fit_threads_to_free_cpus("training")
-        if note:
-            console.info(note)
     model = RNNLM(parts.model_config, parts.tokenizer.vocab_size)
     if world.rank:  # dropout masks differ between ranks, as they differ between rows of one batch
         torch.manual_seed(parts.train_config.seed + world.rank)
@@ -298,6 +294,11 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
             console.warn(f"{e}; stopping to save the run")
             trainer.request_stop("a failed write")
 
+    # torchrun's processes share the cores by design; a single CPU process keeps its threads to the free CPUs
+    threads = runtime.ThreadFitter("training") if trainer.device.type == "cpu" and not trainer.world.is_distributed else None
+    note = threads.start() if threads else None
+    if note:
+        console.info(note)
     processes = f" × {trainer.world.size} processes" if trainer.world.is_distributed else ""
     m = model.config
     locked = " locked" if m.dropout_kind == "locked" else ""
@@ -320,6 +321,10 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                     fields.update(step=f"{report.step:,}", loss=console.fmt(report.loss, 3), rate=f"{report.tokens_per_s:,.0f}")
                     bar.update(task, completed=1000 * report.progress, **fields)
                     log({"type": "train", **dataclasses.asdict(report)})
+                    note = threads.observe(report.tokens_per_s) if threads and report.step > LOG_EVERY else None
+                    if note:
+                        console.info(note)
+                        log({"type": "event", "step": report.step, "kind": "threads", "message": note})
                 elif isinstance(report, EvalReport):
                     r = report.result
                     fields.update(val=console.fmt(r.loss, 3), ppl=console.fmt(r.perplexity, 2), bpc=console.fmt(r.bpc, 3))

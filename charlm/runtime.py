@@ -124,7 +124,8 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 def busy_cpus(interval: float = 0.2) -> tuple[int, float] | None:
     """(CPUs this process may run on, how many of them other processes keep busy), measured from the kernel's
-    counters in /proc/stat over ``interval`` seconds while this process sleeps; None where there is no /proc/stat."""
+    counters in /proc/stat over ``interval`` seconds while this thread sleeps (less the CPU time this process's
+    other threads used meanwhile); None where there is no /proc/stat."""
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
 
     def counters() -> dict[int, tuple[int, int]]:  # cpu → (all time, idle time), in clock ticks
@@ -138,43 +139,81 @@ def busy_cpus(interval: float = 0.2) -> tuple[int, float] | None:
         return rows
 
     try:
-        before = counters()
+        before, own_before = counters(), time.process_time()
         time.sleep(interval)
-        after = counters()
+        after, own = counters(), time.process_time() - own_before  # this process's own threads may still spin
     except (OSError, ValueError):
         return None
-    busy = 0.0
+    busy = -own / interval
     for cpu in after.keys() & before.keys():
         elapsed, idle = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
         if elapsed > 0:
             busy += 1.0 - idle / elapsed
-    return len(allowed), busy
+    return len(allowed), min(max(busy, 0.0), float(len(allowed)))
 
 
-def fit_threads_to_free_cpus(work: str) -> str | None:
-    """Run ``work`` (a name for the note) with no more threads than there are CPUs free now; returns a note
-    when it took fewer.
+def fit_threads_to_free_cpus(work: str, most: int | None = None) -> str | None:
+    """Run ``work`` (a name for the note) with as many threads as there are CPUs free now, up to ``most``
+    (default: the threads it has); returns a note when that changed the thread count.
 
     torch starts one thread per core. When other processes keep some of those
     cores busy, a thread that waits for one stalls every parallel operation of
     the step: on the 2-core development machine, with another process using one
     core, training ran 2.6x faster with one thread than with two (and up to 45x
-    with both cores taken). An explicit OMP_NUM_THREADS is left alone. The CPUs
-    are measured once, here, at the start of a run (docs/performance.md).
+    with both cores taken). An explicit OMP_NUM_THREADS is left alone
+    (docs/performance.md).
     """
     threads = torch.get_num_threads()
-    if threads == 1 or os.environ.get("OMP_NUM_THREADS"):
+    most = threads if most is None else most
+    if most == 1 or os.environ.get("OMP_NUM_THREADS"):
         return None
     measured = busy_cpus()
     if measured is None:
         return None
     cpus, busy = measured
-    free = max(1, int(cpus - busy + 0.5))
-    if free >= threads:
+    free = min(most, max(1, int(cpus - busy + 0.5)))
+    if free == threads:
         return None
     torch.set_num_threads(free)
-    return (f"{work} with {free} of {threads} threads: other processes keep {busy:.1f} of {cpus} CPUs busy "
+    return (f"{work} with {free} of {most} threads: other processes keep {busy:.1f} of {cpus} CPUs busy "
             "(set OMP_NUM_THREADS to choose)")
+
+
+class ThreadFitter:
+    """Keeps a CPU run's thread count fitted to the CPUs other processes leave free, as they come and go.
+
+    ``start`` fits it once. After that ``observe`` takes each reported step rate:
+    a rate below half the best seen at the current thread count means load has
+    arrived, and while the run has fewer threads than it started with, load may
+    have left; either way the CPUs are measured again (0.2 s, at most once every
+    ``RECHECK_S`` seconds). An explicit OMP_NUM_THREADS turns it off.
+    """
+
+    SLOW = 0.5
+    RECHECK_S = 30.0
+
+    def __init__(self, work: str):
+        self.work = work
+        self.most = torch.get_num_threads()
+        self.active = self.most > 1 and not os.environ.get("OMP_NUM_THREADS")
+        self.best: dict[int, float] = {}  # best step rate seen at each thread count
+        self.checked_at = time.monotonic()
+
+    def start(self) -> str | None:
+        self.checked_at = time.monotonic()
+        return fit_threads_to_free_cpus(self.work, self.most) if self.active else None
+
+    def observe(self, tokens_per_s: float) -> str | None:
+        if not self.active:
+            return None
+        threads = torch.get_num_threads()
+        best = self.best[threads] = max(self.best.get(threads, 0.0), tokens_per_s)
+        if tokens_per_s >= self.SLOW * best and threads == self.most:
+            return None
+        if time.monotonic() - self.checked_at < self.RECHECK_S:
+            return None
+        self.checked_at = time.monotonic()
+        return fit_threads_to_free_cpus(self.work, self.most)
 
 
 def tune_allocator() -> None:

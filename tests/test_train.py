@@ -125,6 +125,63 @@ def test_busy_cpus_reads_the_kernels_counters():
     assert cpus >= 1 and 0.0 <= busy <= cpus + 1e-9
 
 
+def test_a_run_gives_up_threads_when_load_arrives_and_takes_them_back_when_it_leaves(monkeypatch):
+    from charlm import runtime
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    load = {"busy": 0.0}
+    clock = {"now": 0.0}
+    monkeypatch.setattr(runtime, "busy_cpus", lambda: (2, load["busy"]))
+    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock["now"])
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        fitter = runtime.ThreadFitter("training")
+        assert fitter.start() is None and torch.get_num_threads() == 2  # idle: keeps both
+        assert fitter.observe(70_000) is None
+        load["busy"] = 1.0  # another process takes a core; two threads stall
+        clock["now"] = 10.0
+        assert fitter.observe(19_000) is None and torch.get_num_threads() == 2  # measured at most every 30 s
+        clock["now"] = 31.0
+        note = fitter.observe(19_000)
+        assert torch.get_num_threads() == 1 and "training with 1 of 2 threads" in note
+        clock["now"] = 45.0
+        assert fitter.observe(48_000) is None  # busy still, and too soon to look again
+        load["busy"] = 0.0  # the other process ends
+        clock["now"] = 62.0
+        assert fitter.observe(50_000) is not None and torch.get_num_threads() == 2
+        clock["now"] = 100.0
+        assert fitter.observe(69_000) is None and torch.get_num_threads() == 2  # steady rate: nothing measured
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_busy_cpus_does_not_count_this_process(monkeypatch):
+    """A busy-spinning thread of our own during the measurement must not make the CPUs look taken."""
+    import threading
+
+    from charlm import runtime
+
+    if runtime.busy_cpus(0.01) is None:
+        pytest.skip("no /proc/stat here")
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            pass
+
+    before = runtime.busy_cpus(0.5)[1]
+    spinner = threading.Thread(target=spin)
+    spinner.start()
+    try:
+        busy = runtime.busy_cpus(0.5)[1]
+    finally:
+        stop.set()
+        spinner.join()
+    after = runtime.busy_cpus(0.5)[1]
+    assert busy < max(before, after) + 0.5  # the spinning thread (a whole CPU) is not in the figure
+
+
 @pytest.mark.parametrize("cpus, busy, expected", [(2, 1.0, 1), (2, 0.1, 2), (4, 1.6, 2), (4, 3.9, 1), (8, 0.4, 4)])
 def test_training_takes_no_more_threads_than_free_cpus(monkeypatch, cpus, busy, expected):
     from charlm import runtime
