@@ -106,17 +106,15 @@ def evaluate(
             logits, state = model(x, state)  # (B, T, V)
         total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
     model.train(was_training)
-    n_targets = len(ids) - 1
-    nll = float(total)
+    return _result(float(total), len(ids) - 1, n_chars, start)
+
+
+def _result(nll: float, n_targets: int, n_chars: int | None, start: float) -> EvalResult:
+    """The figures of a pass that scored ``n_targets`` targets for a total of ``nll`` nats, begun at ``start``."""
     mean = nll / n_targets
-    return EvalResult(
-        loss=mean,
-        perplexity=metrics.perplexity(mean),
-        bpc=metrics.bits_per_char(nll, n_chars if n_chars is not None else n_targets),
-        tokens=n_targets,
-        characters=n_chars if n_chars is not None else n_targets,
-        seconds=time.perf_counter() - start,
-    )
+    n_chars = n_chars if n_chars is not None else n_targets
+    return EvalResult(loss=mean, perplexity=metrics.perplexity(mean), bpc=metrics.bits_per_char(nll, n_chars),
+                      tokens=n_targets, characters=n_chars, seconds=time.perf_counter() - start)
 
 
 def evaluate_dynamic(
@@ -168,12 +166,4 @@ def evaluate_dynamic(
             state = detach_state(state)
         if (i + 1) % report_every == 0 or end == n_targets:
             yield DynamicProgress(end, n_targets, total / end)
-    mean = total / n_targets
-    return EvalResult(
-        loss=mean,
-        perplexity=metrics.perplexity(mean),
-        bpc=metrics.bits_per_char(total, n_chars if n_chars is not None else n_targets),
-        tokens=n_targets,
-        characters=n_chars if n_chars is not None else n_targets,
-        seconds=time.perf_counter() - start,
-    )
+    return _result(total, n_targets, n_chars, start)
