@@ -238,7 +238,7 @@ Examples:
 @click.option("--text", "text_source", metavar="FILE", help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet file).")
 @click.option("--split", "split_name", type=click.Choice(["val", "test", "train"]), default="val", show_default=True,
               help="Which split of each run's own corpus to score when no --text is given.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters …): an object for one checkpoint, a list for several.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters …; null for a figure that is infinite): an object for one checkpoint, a list for several.")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.eval_batch_size, show_default=True,
               help="Parallel streams (--dynamic reads one stream; this is for the static figures).")
 @click.option("--dynamic", is_flag=True,
@@ -306,9 +306,9 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, dynamic, dy
             ("tokens/s", f"{r['tokens_per_s']:,.0f}"),
         ]))
         return
-    texts = {r["text"] for r in rows}
+    same_text = len({(r["text"], r["text_sha256"]) for r in rows}) == 1  # else no best: different texts
     ranked = "static_bpc" if dynamic else "bpc"  # models compare by their static figure (docs/performance.md)
-    best = min(r[ranked] for r in rows)
+    best = min(r[ranked] for r in rows) if same_text else None
 
     def bpc(r: dict, key: str) -> str:
         return console.fmt(r[key]) + (" *" if key == ranked and r[key] == best else "")
@@ -322,15 +322,14 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, dynamic, dy
         columns.insert(6, "static bpc")
         for row, r in zip(table, rows):
             row.insert(6, bpc(r, "static_bpc"))
-    if len(texts) > 1:
+    if not same_text:
         columns.insert(1, "text")
         for row, r in zip(table, rows):
-            row.insert(1, r["text"])
-    title = f"on {texts.pop()}: " if len(texts) == 1 else ""
-    if dynamic:
-        title = f"dynamic evaluation {title}"
-    console.out.print(console.comparison_table(
-        f"{title}bits per character (bpc) compare across levels; * = best{' static' if dynamic else ''}", columns, table))
+            row.insert(1, r["text_detail"])
+    title = ("dynamic evaluation " if dynamic else "") + (f"on {rows[0]['text']}" if same_text else "each on its own text")
+    marked = f"; * = best{' static' if dynamic else ''}" if same_text else ""
+    console.out.print(console.comparison_table(f"{title}: bits per character (bpc) compare across levels{marked}",
+                                               columns, table))
 
 
 # A dynamic loss this far above the static one is more than the two passes' different stream layouts explain

@@ -30,7 +30,7 @@ from charlm.evaluate import default_dynamic_lr, evaluate, evaluate_dynamic
 from charlm.model import RNNLM
 from charlm.sampling import generate
 from charlm.tokenizer import EXTRA_TOKENS, TokenizerSpec, continuation_text
-from charlm.train import LOG_EVERY, EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, restore_rng
+from charlm.train import EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, restore_rng
 
 EXIT_INTERRUPTED = 130
 
@@ -296,9 +296,13 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
 
     # torchrun's processes share the cores by design; a single CPU process keeps its threads to the free CPUs
     threads = runtime.ThreadFitter("training") if trainer.device.type == "cpu" and not trainer.world.is_distributed else None
-    note = threads.start() if threads else None
-    if note:
-        console.info(note)
+
+    def fit_threads(note: str | None) -> None:
+        if note:
+            console.info(note)
+            log({"type": "event", "step": p.step, "kind": "threads", "message": note})
+
+    fit_threads(threads.start() if threads else None)
     processes = f" × {trainer.world.size} processes" if trainer.world.is_distributed else ""
     m = model.config
     locked = " locked" if m.dropout_kind == "locked" else ""
@@ -321,10 +325,7 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
                     fields.update(step=f"{report.step:,}", loss=console.fmt(report.loss, 3), rate=f"{report.tokens_per_s:,.0f}")
                     bar.update(task, completed=1000 * report.progress, **fields)
                     log({"type": "train", **dataclasses.asdict(report)})
-                    note = threads.observe(report.tokens_per_s) if threads and report.step > LOG_EVERY else None
-                    if note:
-                        console.info(note)
-                        log({"type": "event", "step": report.step, "kind": "threads", "message": note})
+                    fit_threads(threads.observe(report.tokens_per_s) if threads else None)
                 elif isinstance(report, EvalReport):
                     r = report.result
                     fields.update(val=console.fmt(r.loss, 3), ppl=console.fmt(r.perplexity, 2), bpc=console.fmt(r.bpc, 3))
@@ -404,6 +405,7 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
         source = text_source if isinstance(text_source, Source) else Source((text_source,))
         text = corpus.load_text(source).text if text is None else text
         ids, label = tok.encode(text, unknown=unknown), source.description
+        label_detail, text_sha256 = label, None  # every checkpoint scores the same text
         if len(ids) < 2:
             raise TokenizerError("the text to evaluate has fewer than 2 tokens: pass a longer text")
         # the text's characters, less those --unknown skip dropped (one per unknown id) and the first token's
@@ -412,18 +414,26 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
     else:
         steps = data.recorded_split_steps(ck.info["corpus"], ck.info["train"], split_name, tok)
         (ids, n_chars), label = prepare_with_progress(steps), f"its {split_name} split"
+        source_name = ck.info["corpus"]["source"]
+        source_name = Path(source_name).name if os.sep in source_name else source_name  # a file's name, or a corpus'
+        label_detail = f"{split_name} split of {source_name}"  # how runs on different corpora are told apart
+        text_sha256 = ck.info["corpus"].get(f"{split_name}_sha256")
     amp = runtime.autocast_dtype(ck.train_config.precision, device)
     result = evaluate(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp)
-    row = {"checkpoint": str(run_dir), "text": label, "level": tok.kind, "vocab_size": tok.vocab_size,
-           "normalize": getattr(tok, "normalize", "none")}
+    row = {"checkpoint": str(run_dir), "text": label, "text_detail": label_detail, "text_sha256": text_sha256,
+           "level": tok.kind, "vocab_size": tok.vocab_size, "normalize": getattr(tok, "normalize", "none")}
     if not dynamic:
         return {**row, **result.to_dict()}
     lr = dynamic_lr if dynamic_lr is not None else default_dynamic_lr(ck.model_config.cell)
-    if device.type == "cpu":
-        note = runtime.fit_threads_to_free_cpus("dynamic evaluation")  # one long stream of small steps stalls worst
-        if note:
-            console.info(note)
-    adapted = _with_dynamic_progress(evaluate_dynamic(ck.model, ids, lr, n_chars, device=device))
+    threads = runtime.ThreadFitter("dynamic evaluation") if device.type == "cpu" else None
+    note = threads.start() if threads else None  # one long stream of small steps stalls worst on a busy CPU
+    if note:
+        console.info(note)
+    try:
+        adapted = _with_dynamic_progress(evaluate_dynamic(ck.model, ids, lr, n_chars, device=device))
+    finally:
+        if threads:
+            threads.restore()
     return {**row, **adapted.to_dict(), "dynamic_lr": lr, "static_loss": result.loss, "static_bpc": result.bpc}
 
 

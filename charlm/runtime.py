@@ -122,34 +122,36 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def busy_cpus(interval: float = 0.2) -> tuple[int, float] | None:
-    """(CPUs this process may run on, how many of them other processes keep busy), measured from the kernel's
-    counters in /proc/stat over ``interval`` seconds while this thread sleeps (less the CPU time this process's
-    other threads used meanwhile); None where there is no /proc/stat."""
+def cpu_ticks(cpus: set[int]) -> dict[int, tuple[int, int]]:
+    """The kernel's counters in /proc/stat for ``cpus``: cpu → (all time, idle time), in clock ticks."""
+    rows = {}
+    with open("/proc/stat", encoding="ascii") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cpus:
+                ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
+                rows[int(name[3:])] = (sum(ticks), ticks[3] + ticks[4])
+    return rows
+
+
+def busy_cpus(interval: float = 0.2, ticks=cpu_ticks, own_cpu_time=time.process_time) -> tuple[int, float] | None:
+    """(CPUs this process may run on, how many of them other processes keep busy), measured over ``interval``
+    seconds while this thread sleeps: the CPUs' busy time (``ticks``) less the CPU time this process's other
+    threads used meanwhile (``own_cpu_time``), which may still spin after a step. None where there is no
+    /proc/stat."""
     allowed = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else set(range(os.cpu_count() or 1))
-
-    def counters() -> dict[int, tuple[int, int]]:  # cpu → (all time, idle time), in clock ticks
-        rows = {}
-        with open("/proc/stat", encoding="ascii") as f:
-            for line in f:
-                name, *fields = line.split()
-                if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in allowed:
-                    ticks = [int(v) for v in fields[:8]]  # user nice system idle iowait irq softirq steal
-                    rows[int(name[3:])] = (sum(ticks), ticks[3] + ticks[4])
-        return rows
-
     try:
-        before, own_before = counters(), time.process_time()
+        before, own_before, start = ticks(allowed), own_cpu_time(), time.monotonic()
         time.sleep(interval)
-        after, own = counters(), time.process_time() - own_before  # this process's own threads may still spin
+        after, own, elapsed = ticks(allowed), own_cpu_time() - own_before, time.monotonic() - start
     except (OSError, ValueError):
         return None
-    busy = -own / interval
+    busy = -own / max(elapsed, 1e-9)
     for cpu in after.keys() & before.keys():
-        elapsed, idle = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
-        if elapsed > 0:
-            busy += 1.0 - idle / elapsed
-    return len(allowed), min(max(busy, 0.0), float(len(allowed)))
+        total, idle = after[cpu][0] - before[cpu][0], after[cpu][1] - before[cpu][1]
+        if total > 0:
+            busy += 1.0 - idle / total
+    return len(allowed), max(busy, 0.0)  # tick counts are coarse: a little too much subtracted reads as 0
 
 
 def fit_threads_to_free_cpus(work: str, most: int | None = None) -> str | None:
@@ -192,28 +194,34 @@ class ThreadFitter:
     SLOW = 0.5
     RECHECK_S = 30.0
 
-    def __init__(self, work: str):
+    def __init__(self, work: str, clock=time.monotonic):
         self.work = work
+        self.clock = clock
         self.most = torch.get_num_threads()
         self.active = self.most > 1 and not os.environ.get("OMP_NUM_THREADS")
         self.best: dict[int, float] = {}  # best step rate seen at each thread count
-        self.checked_at = time.monotonic()
+        self.checked_at = clock()
 
     def start(self) -> str | None:
-        self.checked_at = time.monotonic()
+        self.checked_at = self.clock()
         return fit_threads_to_free_cpus(self.work, self.most) if self.active else None
 
     def observe(self, tokens_per_s: float) -> str | None:
+        """Take a step rate (training steps only, no evaluation inside); returns a note when the count changed."""
         if not self.active:
             return None
         threads = torch.get_num_threads()
         best = self.best[threads] = max(self.best.get(threads, 0.0), tokens_per_s)
         if tokens_per_s >= self.SLOW * best and threads == self.most:
             return None
-        if time.monotonic() - self.checked_at < self.RECHECK_S:
+        if self.clock() - self.checked_at < self.RECHECK_S:
             return None
-        self.checked_at = time.monotonic()
+        self.checked_at = self.clock()
         return fit_threads_to_free_cpus(self.work, self.most)
+
+    def restore(self) -> None:
+        """Back to the thread count it started with (for work that ends before the process does)."""
+        torch.set_num_threads(self.most)
 
 
 def tune_allocator() -> None:

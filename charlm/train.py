@@ -474,9 +474,10 @@ class Trainer:
                     if c.patience is not None and p.evals_since_best >= c.patience:
                         p.done, p.stop_reason = True, f"no improvement in {c.patience} evaluations"
                     yield from reports
-                    t_since = time.perf_counter()
+                    tokens_since, t_since = 0, time.perf_counter()  # the rate counts training steps only
                 if self.save_every and p.step % self.save_every == 0 and not p.done:
                     yield SaveRequest(p.step)
+                    tokens_since, t_since = 0, time.perf_counter()
                 if stop is not None and not p.done:
                     p.stop_reason = stop
                     return

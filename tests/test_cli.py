@@ -97,6 +97,40 @@ def test_eval_dynamic_says_when_adapting_made_it_worse_and_refuses_a_bad_rate(tr
         assert result.exit_code == 1 and "--dynamic-lr must be a positive number" in result.stderr
 
 
+def test_eval_of_runs_on_different_corpora_marks_no_best(trained_run, tmp_path):
+    other = tmp_path / "other.txt"
+    other.write_text("a bird in the hand.\nis worth two in the bush.\n" * 40, encoding="utf-8")
+    run = tmp_path / "other-run"
+    assert invoke("train", other, "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
+    result = invoke("eval", trained_run, run)
+    assert result.exit_code == 0, result.output
+    assert "each on its own text" in result.stdout and "*" not in result.stdout
+    assert "val split of" in result.stdout and "other.txt" in result.stdout
+    same = invoke("eval", trained_run, run, "--text", other, "--unknown", "unk")
+    assert same.exit_code == 0 and "* = best" in same.stdout and " *" in same.stdout
+
+
+def test_training_reports_a_change_of_threads_in_the_log(tmp_path, tiny_corpus, monkeypatch):
+    from charlm import runtime
+
+    class Fitter:
+        def __init__(self, work):
+            self.calls = 0
+
+        def start(self):
+            return None
+
+        def observe(self, tokens_per_s):
+            self.calls += 1
+            return "training with 1 of 2 threads: (a test)" if self.calls == 3 else None
+
+    monkeypatch.setattr(runtime, "ThreadFitter", Fitter)
+    result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "60", *TINY_MODEL_ARGS)
+    assert result.exit_code == 0 and "training with 1 of 2 threads: (a test)" in result.stderr
+    events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [e["message"] for e in events if e.get("kind") == "threads"] == ["training with 1 of 2 threads: (a test)"]
+
+
 def test_eval_unknown_skip_counts_only_the_characters_it_scores(trained_run, tmp_path):
     """Skipped characters are never predicted, so they must not dilute bits per character."""
     plain, padded = tmp_path / "plain.txt", tmp_path / "padded.txt"

@@ -1,4 +1,5 @@
 import math
+import os
 import time
 
 import numpy as np
@@ -122,7 +123,22 @@ def test_busy_cpus_reads_the_kernels_counters():
     if measured is None:
         pytest.skip("no /proc/stat here")
     cpus, busy = measured
-    assert cpus >= 1 and 0.0 <= busy <= cpus + 1e-9
+    assert cpus == len(os.sched_getaffinity(0)) and busy >= 0.0
+    ticks = runtime.cpu_ticks({0})
+    assert set(ticks) == {0} and ticks[0][0] >= ticks[0][1] > 0  # all time, idle time
+
+
+def test_busy_cpus_counts_other_processes_only():
+    """Busy time on the CPUs, less what this process's own threads used meanwhile."""
+    from charlm import runtime
+
+    readings = iter([{0: (1000, 500), 1: (1000, 900)},  # before: (all ticks, idle ticks) per CPU
+                     {0: (1100, 500), 1: (1100, 950)}])  # after: CPU 0 fully busy, CPU 1 half busy
+    own = iter([10.0, 10.0])
+    assert runtime.busy_cpus(0.01, ticks=lambda cpus: next(readings), own_cpu_time=lambda: next(own))[1] == pytest.approx(1.5)
+    readings = iter([{0: (1000, 500), 1: (1000, 900)}, {0: (1100, 500), 1: (1100, 950)}])
+    spun = iter([10.0, 10.0 + 10.0])  # our own threads used far more CPU than there was: nothing is left for others
+    assert runtime.busy_cpus(0.01, ticks=lambda cpus: next(readings), own_cpu_time=lambda: next(spun))[1] == 0.0
 
 
 def test_a_run_gives_up_threads_when_load_arrives_and_takes_them_back_when_it_leaves(monkeypatch):
@@ -132,11 +148,10 @@ def test_a_run_gives_up_threads_when_load_arrives_and_takes_them_back_when_it_le
     load = {"busy": 0.0}
     clock = {"now": 0.0}
     monkeypatch.setattr(runtime, "busy_cpus", lambda: (2, load["busy"]))
-    monkeypatch.setattr(runtime.time, "monotonic", lambda: clock["now"])
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        fitter = runtime.ThreadFitter("training")
+        fitter = runtime.ThreadFitter("training", clock=lambda: clock["now"])
         assert fitter.start() is None and torch.get_num_threads() == 2  # idle: keeps both
         assert fitter.observe(70_000) is None
         load["busy"] = 1.0  # another process takes a core; two threads stall
@@ -152,34 +167,26 @@ def test_a_run_gives_up_threads_when_load_arrives_and_takes_them_back_when_it_le
         assert fitter.observe(50_000) is not None and torch.get_num_threads() == 2
         clock["now"] = 100.0
         assert fitter.observe(69_000) is None and torch.get_num_threads() == 2  # steady rate: nothing measured
+        load["busy"] = 1.0
+        torch.set_num_threads(1)
+        fitter.restore()
+        assert torch.get_num_threads() == 2
     finally:
         torch.set_num_threads(threads)
 
 
-def test_busy_cpus_does_not_count_this_process(monkeypatch):
-    """A busy-spinning thread of our own during the measurement must not make the CPUs look taken."""
-    import threading
-
-    from charlm import runtime
-
-    if runtime.busy_cpus(0.01) is None:
-        pytest.skip("no /proc/stat here")
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            pass
-
-    before = runtime.busy_cpus(0.5)[1]
-    spinner = threading.Thread(target=spin)
-    spinner.start()
-    try:
-        busy = runtime.busy_cpus(0.5)[1]
-    finally:
-        stop.set()
-        spinner.join()
-    after = runtime.busy_cpus(0.5)[1]
-    assert busy < max(before, after) + 0.5  # the spinning thread (a whole CPU) is not in the figure
+def test_the_step_rate_leaves_out_evaluations():
+    """A report right after an evaluation must not divide the tokens of ten steps by the time of one."""
+    torch.manual_seed(0)
+    tok = CharTokenizer.fit(TINY_TEXT)
+    ids = tok.encode(TINY_TEXT)
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8, dropout=0.0), tok.vocab_size)
+    trainer = Trainer(model, ids[:2400], ids[2400:],
+                      TrainConfig(batch_size=4, seq_len=16, lr=0.01, warmup_steps=0, max_steps=60, eval_every=19),
+                      torch.device("cpu"))
+    rates = {r.step: r.tokens_per_s for r in trainer.run() if isinstance(r, StepReport)}
+    steady = max(rates[10], rates[30], rates[50])  # reports with no evaluation since the one before
+    assert rates[20] < 3 * steady and rates[40] < 3 * steady  # evaluations at steps 19 and 38
 
 
 @pytest.mark.parametrize("cpus, busy, expected", [(2, 1.0, 1), (2, 0.1, 2), (4, 1.6, 2), (4, 3.9, 1), (8, 0.4, 4)])
