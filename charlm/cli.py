@@ -319,9 +319,10 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, dynamic, dy
               bpc(r, "bpc"), f"{r['tokens']:,}", f"{r['characters']:,}"]
              for r in rows]
     if dynamic:
-        columns.insert(6, "static bpc")
+        at = columns.index("bpc") + 1
+        columns.insert(at, "static bpc")
         for row, r in zip(table, rows):
-            row.insert(6, bpc(r, "static_bpc"))
+            row.insert(at, bpc(r, "static_bpc"))
     if not same_text:
         columns.insert(1, "text")
         for row, r in zip(table, rows):

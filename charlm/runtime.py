@@ -188,7 +188,8 @@ class ThreadFitter:
     a rate below half the best seen at the current thread count means load has
     arrived, and while the run has fewer threads than it started with, load may
     have left; either way the CPUs are measured again (0.2 s, at most once every
-    ``RECHECK_S`` seconds). An explicit OMP_NUM_THREADS turns it off.
+    ``RECHECK_S`` seconds). An explicit OMP_NUM_THREADS turns it off (fit_threads_to_free_cpus
+    leaves it alone).
     """
 
     SLOW = 0.5
@@ -198,18 +199,14 @@ class ThreadFitter:
         self.work = work
         self.clock = clock
         self.most = torch.get_num_threads()
-        self.active = self.most > 1 and not os.environ.get("OMP_NUM_THREADS")
         self.best: dict[int, float] = {}  # best step rate seen at each thread count
         self.checked_at = clock()
 
     def start(self) -> str | None:
-        self.checked_at = self.clock()
-        return fit_threads_to_free_cpus(self.work, self.most) if self.active else None
+        return fit_threads_to_free_cpus(self.work, self.most)
 
     def observe(self, tokens_per_s: float) -> str | None:
         """Take a step rate (training steps only, no evaluation inside); returns a note when the count changed."""
-        if not self.active:
-            return None
         threads = torch.get_num_threads()
         best = self.best[threads] = max(self.best.get(threads, 0.0), tokens_per_s)
         if tokens_per_s >= self.SLOW * best and threads == self.most:
