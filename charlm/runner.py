@@ -29,7 +29,7 @@ from charlm.errors import CharlmError, CheckpointError, CorpusError, TokenizerEr
 from charlm.evaluate import default_dynamic_lr, evaluate, evaluate_dynamic
 from charlm.model import RNNLM
 from charlm.sampling import generate
-from charlm.tokenizer import EXTRA_TOKENS, TokenizerSpec, continuation_text
+from charlm.tokenizer import EXTRA_TOKENS, TokenizerSpec, continuation_text, skipped_chars
 from charlm.train import EvalReport, EventReport, Progress, SaveRequest, StepReport, Trainer, restore_rng
 
 EXIT_INTERRUPTED = 130
@@ -408,8 +408,8 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
         label_detail, text_sha256 = label, None  # every checkpoint scores the same text
         if len(ids) < 2:
             raise TokenizerError("the text to evaluate has fewer than 2 tokens: pass a longer text")
-        # the text's characters, less those --unknown skip dropped (one per unknown id) and the first token's
-        dropped = len(tok.encode(text, unknown="unk")) - len(ids) if unknown == "skip" else 0
+        # the text's characters, less those --unknown skip dropped and the first token's
+        dropped = skipped_chars(tok, text) if unknown == "skip" else 0
         n_chars = len(text) - dropped - tok.count_chars(ids[:1])
     else:
         steps = data.recorded_split_steps(ck.info["corpus"], ck.info["train"], split_name, tok)

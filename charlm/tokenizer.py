@@ -492,6 +492,25 @@ def count_composed(tokenizer, ids: np.ndarray, block: int = 1 << 20) -> int:
     return total
 
 
+def skipped_chars(tokenizer, text: str) -> int:
+    """Characters of ``text`` as read that ``encode(text, unknown="skip")`` drops entirely.
+
+    A character is dropped when every code point of its normal form is unknown; one
+    that keeps a token (an 'é' whose combining accent is unknown under NFD keeps its
+    'e') is still predicted, so it still counts towards bits per character.
+    """
+    unknown = tokenizer.unknown_chars(text)
+    if not unknown:
+        return 0
+    codes, counts = np.unique(_code_points(text), return_counts=True)
+    dropped = 0
+    for code, count in zip(codes.tolist(), counts.tolist()):
+        form = normalize_text(chr(code), tokenizer.normalize)
+        if form and set(form) <= unknown:
+            dropped += count
+    return dropped
+
+
 # ----- choosing and rebuilding a tokenizer ------------------------------------------------------------------
 
 

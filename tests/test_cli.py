@@ -434,6 +434,18 @@ def test_eval_unknown_skip_changes_nothing_when_nothing_is_unknown_under_nfd(tmp
     assert skip["characters"] == error["characters"] and skip["bpc"] == pytest.approx(error["bpc"])
 
 
+def test_eval_unknown_skip_counts_a_character_it_still_predicts_part_of(tmp_path):
+    """Under NFD an 'é' whose accent the model never saw keeps its 'e', which is scored: it still counts."""
+    corpus = tmp_path / "mixed.txt"
+    corpus.write_text("어제 나는 공원에서 사과를 샀다. cafe\n" * 30, encoding="utf-8")
+    run = tmp_path / "run"
+    assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
+    text = tmp_path / "text.txt"
+    text.write_text("나는 café에서 ☃ 샀다.\n", encoding="utf-8")  # é: 'e' + an unseen accent; ☃: unseen
+    skip = json.loads(invoke("eval", run, "--text", text, "--unknown", "skip", "--json").stdout)
+    assert skip["characters"] == len("나는 café에서 ☃ 샀다.\n") - 1 - 1  # the snowman, and the first token's '나'
+
+
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
     args = ["--max-steps", "40", *TINY_MODEL_ARGS, "--dropout", "0.1"]
     straight = invoke("train", tiny_corpus, "--out", tmp_path / "a", *args)

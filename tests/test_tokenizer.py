@@ -210,3 +210,14 @@ def test_an_unfinishable_syllable_stops_within_the_extra_tokens():
     leading_only = "ᄀ" * 50  # a broken model writing only leading consonants
     text, used = _continue(tok, "", leading_only, 1)
     assert used == 1 + EXTRA_TOKENS and text == unicodedata.normalize("NFC", leading_only[:used])
+
+
+from charlm.tokenizer import skipped_chars  # noqa: E402
+
+
+def test_skipped_chars_counts_only_characters_with_nothing_left_to_predict():
+    plain = CharTokenizer.fit("cafe")
+    assert skipped_chars(plain, "café ☃") == 3  # é, the space and ☃: no normal form, each is one unknown code point
+    nfd = CharTokenizer.fit("cafe ", normalize="nfd")
+    assert skipped_chars(nfd, "café ☃☃") == 2  # é keeps its 'e'; each ☃ is dropped
+    assert skipped_chars(nfd, "cafe") == 0
