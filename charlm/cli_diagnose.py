@@ -16,8 +16,8 @@ from pathlib import Path
 
 import click
 
-from charlm.cli_explore import _check_writable, _write
-from charlm.cli_options import encoding_errors_option, unknown_option
+from charlm.cli_explore import _write
+from charlm.cli_options import check_writable, encoding_errors_option, unknown_option
 from charlm.config import MemoryConfig, ModelConfig
 from charlm.errors import ConfigError
 
@@ -95,7 +95,7 @@ def gradients(checkpoints, fresh, cells_spec, hidden_size, num_layers, seed, tex
     lib.check_window(length, windows)
     if height < 10:
         raise ConfigError(f"--height must be at least 10 lines, got {height}")
-    _check_writable(png_out, "--png", "gradients.png")
+    check_writable(png_out, "--png", "gradients.png")
     loaded = corpus.load_text(text_source, encoding_errors)
     default_text = ctx.get_parameter_source("text_source") == click.core.ParameterSource.DEFAULT
     models = []

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import click
 
-from charlm.cli_options import device_option, encoding_errors_option, unknown_option
+from charlm.cli_options import check_writable, device_option, encoding_errors_option, unknown_option
 from charlm.errors import ConfigError
 
 COMMANDS: list = []
@@ -47,19 +46,6 @@ def _read_text(file: Path | None, text: str | None, encoding_errors: str = "stri
     if not content:
         raise ConfigError(f"{file} is empty: pass a file with some text in it")
     return content, str(file)
-
-
-def _check_writable(path: Path | None, option: str, example: str) -> None:
-    """Fail early (before any model work) when ``path`` cannot be written; ``example`` is a file name to suggest."""
-    if path is None:
-        return
-    if path.is_dir():
-        raise ConfigError(f"{option} {path} is a folder: give a file name, e.g. {option} {path / example}")
-    parent = path.parent
-    if not parent.is_dir():
-        raise ConfigError(f"cannot write {option} {path}: folder {parent} does not exist; create it or pick another path")
-    if not os.access(parent, os.W_OK):
-        raise ConfigError(f"cannot write {option} {path}: folder {parent} is not writable; pick another path")
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -164,7 +150,7 @@ def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans,
     if n_spans < 0 or span_width < 1 or show < 0:
         raise ConfigError("--spans and --show must be 0 or more, --span-width at least 1")
     text, label = _read_text(file, text, encoding_errors)
-    _check_writable(html_out, "--html", "score.html")
+    check_writable(html_out, "--html", "score.html")
     dev = runtime.select_device(device)
     loaded = ckpt.load(checkpoint, dev)
     scored = surprisal.score(loaded.model, loaded.tokenizer, text, context, dev, unknown)
@@ -276,7 +262,7 @@ def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, ma
     if units_spec and feature:
         raise ConfigError("--units names the units to draw and --feature picks them for you: give one of the two")
     text, label = _read_text(file, text, encoding_errors)
-    _check_writable(html_out, "--html", "units.html")
+    check_writable(html_out, "--html", "units.html")
     loaded = ckpt.load(checkpoint, "cpu")  # a step-by-step loop over small vectors: the CPU is the fast place
     config = loaded.model_config
     chosen = units.parse_units(units_spec, config.num_layers, config.hidden_size) if units_spec else None
@@ -386,7 +372,7 @@ def report(run_dir, png_out, chart, height):
 
     if height < 10:
         raise ConfigError(f"--height must be at least 10 lines, got {height}")
-    _check_writable(png_out, "--png", "curves.png")
+    check_writable(png_out, "--png", "curves.png")
     run = curves.read_curves(run_dir)
     if png_out is not None:
         _write(png_out, curves.png_bytes(run))

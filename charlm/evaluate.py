@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from charlm import metrics
 from charlm.batching import eval_windows
 from charlm.config import DEFAULT_LR
+from charlm.data import drain
 from charlm.errors import ConfigError
 from charlm.model import RNNLM, detach_state
 from charlm.runtime import autocast
@@ -50,8 +51,8 @@ class EvalResult:
 
 
 @dataclass(frozen=True)
-class DynamicProgress:
-    """How far dynamic evaluation has read: targets scored (of ``total``) and their mean loss so far."""
+class EvalProgress:
+    """How far a pass has read: targets scored (of ``total``) and their mean loss so far."""
 
     tokens: int
     total: int
@@ -69,7 +70,6 @@ def _prepend_zero_row(state):
     return torch.cat([torch.zeros_like(state[:, :1]), state], dim=1)
 
 
-@torch.inference_mode()
 def evaluate(
     model: RNNLM,
     ids: np.ndarray,
@@ -86,13 +86,31 @@ def evaluate(
 
     ``n_chars`` is the number of characters the N - 1 targets stand for
     (defaults to N - 1, right at char level). No autograd, dropout off.
+    ``evaluate_steps`` is the same pass, reporting its progress on the way.
     """
+    return drain(evaluate_steps(model, ids, n_chars, batch_size, seq_len, device, amp_dtype))
+
+
+@torch.inference_mode()
+def evaluate_steps(
+    model: RNNLM,
+    ids: np.ndarray,
+    n_chars: int | None = None,
+    batch_size: int = 128,
+    seq_len: int = 256,
+    device: torch.device | str = "cpu",
+    amp_dtype: torch.dtype | None = None,
+    report_every: int = 8,
+) -> Generator[EvalProgress, None, EvalResult]:
+    """``evaluate`` as a generator: yields EvalProgress every ``report_every`` windows (reading the loss
+    so far waits for the device) and at the end; returns the EvalResult."""
     if len(ids) < 2:
         raise ValueError("need at least 2 tokens to evaluate")
     device = torch.device(device)
     was_training = model.training
     model.eval()
     start = time.perf_counter()
+    n_targets = len(ids) - 1
     total = torch.zeros((), dtype=torch.float64, device=device)
     warm, windows = eval_windows(ids, batch_size, seq_len)
     state = None
@@ -100,13 +118,21 @@ def evaluate(
         with autocast(device, amp_dtype):
             _, warm_state = model(warm.to(device))  # streams 1..B-1 read the text just before their start
         state = _prepend_zero_row(warm_state)
-    for x, y in windows:
-        x, y = x.to(device), y.to(device)
-        with autocast(device, amp_dtype):
-            logits, state = model(x, state)  # (B, T, V)
-        total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
-    model.train(was_training)
-    return _result(float(total), len(ids) - 1, n_chars, start)
+    scored = 0
+    try:
+        for i, (x, y) in enumerate(windows):
+            scored += int((y != -100).sum())
+            x, y = x.to(device), y.to(device)
+            with autocast(device, amp_dtype):
+                logits, state = model(x, state)  # (B, T, V)
+            total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
+            if (i + 1) % report_every == 0 and scored < n_targets:
+                yield EvalProgress(scored, n_targets, float(total) / scored)
+        nll = float(total)
+        yield EvalProgress(n_targets, n_targets, nll / n_targets)
+    finally:
+        model.train(was_training)
+    return _result(nll, n_targets, n_chars, start)
 
 
 def _result(nll: float, n_targets: int, n_chars: int | None, start: float) -> EvalResult:
@@ -125,7 +151,7 @@ def evaluate_dynamic(
     segment: int = DYNAMIC_SEGMENT,
     device: torch.device | str = "cpu",
     report_every: int = 16,
-) -> Generator[DynamicProgress, None, EvalResult]:
+) -> Generator[EvalProgress, None, EvalResult]:
     """Dynamic evaluation (Mikolov 2010; Krause et al. 2018): score ``ids`` (N,) in order as one stream and,
     after each ``segment`` tokens, take one optimiser step on the loss just scored.
 
@@ -137,7 +163,7 @@ def evaluate_dynamic(
     dropout off, in float32: at one stream the products are small, and bf16 autocast made this pass 1.6-1.9x
     slower on CPU for the same loss (docs/performance.md).
 
-    Yields DynamicProgress every ``report_every`` segments and at the end; returns the EvalResult.
+    Yields EvalProgress every ``report_every`` segments and at the end; returns the EvalResult.
     """
     if len(ids) < 2:
         raise ValueError("need at least 2 tokens to evaluate")
@@ -165,5 +191,5 @@ def evaluate_dynamic(
             optimizer.step()
             state = detach_state(state)
         if (i + 1) % report_every == 0 or end == n_targets:
-            yield DynamicProgress(end, n_targets, total / end)
+            yield EvalProgress(end, n_targets, total / end)
     return _result(total, n_targets, n_chars, start)

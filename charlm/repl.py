@@ -32,6 +32,7 @@ from rich.text import Text
 
 from charlm import console
 from charlm.checkpoint import atomic_write
+from charlm.cli_options import check_writable
 from charlm.config import SampleConfig
 from charlm.display import for_terminal, visible
 from charlm.errors import CharlmError, ConfigError
@@ -183,7 +184,7 @@ class Repl:
         if not name:
             raise CharlmError(":save needs a file name, e.g. ':save session.txt'")
         path = Path(name).expanduser()
-        _check_save_path(path)
+        check_writable(path, ":save", "session.txt")
         atomic_write(path, self.session.context.encode("utf-8"))  # a failure is a one-line CheckpointError
         console.out.print(f"saved {len(self.session.context):,} characters to {path}", markup=False)
 
@@ -208,17 +209,6 @@ class Repl:
             console.out.print(plain_line(prediction), markup=False, highlight=False)
         else:
             console.out.print(prediction_table(prediction, self.session.context))
-
-
-def _check_save_path(path: Path) -> None:
-    """Refuse a path :save cannot write because of what it names (a folder, a missing folder), saying so."""
-    if path.is_dir():
-        raise ConfigError(f"cannot write {path}: it is a folder: give a file name, e.g. ':save {path / 'session.txt'}'")
-    parent = path.parent
-    if not parent.exists():
-        raise ConfigError(f"cannot write {path}: folder {parent} does not exist; create it or pick an existing folder")
-    if not parent.is_dir():
-        raise ConfigError(f"cannot write {path}: {parent} is a file, not a folder; pick an existing folder")
 
 
 @contextlib.contextmanager

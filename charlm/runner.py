@@ -26,7 +26,7 @@ from charlm.corpus import Source
 from charlm.display import for_terminal
 from charlm.distributed import World
 from charlm.errors import CharlmError, CheckpointError, CorpusError, TokenizerError
-from charlm.evaluate import default_dynamic_lr, evaluate, evaluate_dynamic
+from charlm.evaluate import default_dynamic_lr, evaluate_dynamic, evaluate_steps
 from charlm.model import RNNLM
 from charlm.sampling import generate
 from charlm.tokenizer import EXTRA_TOKENS, TokenizerSpec, continuation_text, skipped_chars
@@ -419,7 +419,8 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
         label_detail = f"{split_name} split of {source_name}"  # how runs on different corpora are told apart
         text_sha256 = ck.info["corpus"].get(f"{split_name}_sha256")
     amp = runtime.autocast_dtype(ck.train_config.precision, device)
-    result = evaluate(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp)
+    result = _with_eval_progress(evaluate_steps(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp),
+                                 "evaluating")
     row = {"checkpoint": str(run_dir), "text": label, "text_detail": label_detail, "text_sha256": text_sha256,
            "level": tok.kind, "vocab_size": tok.vocab_size, "normalize": getattr(tok, "normalize", "none")}
     if not dynamic:
@@ -430,20 +431,21 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
     if note:
         console.info(note)
     try:
-        adapted = _with_dynamic_progress(evaluate_dynamic(ck.model, ids, lr, n_chars, device=device))
+        adapted = _with_eval_progress(evaluate_dynamic(ck.model, ids, lr, n_chars, device=device),
+                                      "dynamic evaluation")
     finally:
         if threads:
             threads.restore()
     return {**row, **adapted.to_dict(), "dynamic_lr": lr, "static_loss": result.loss, "static_bpc": result.bpc}
 
 
-def _with_dynamic_progress(steps):
-    """Drive evaluate_dynamic's generator with a bar (tokens scored, loss so far); returns its result."""
+def _with_eval_progress(steps, what: str):
+    """Drive an evaluation pass's generator with a bar (tokens scored, loss so far); returns its result."""
     def show(bar, report) -> None:
         if not bar.tasks:
-            bar.add_task("dynamic evaluation", total=report.total)
+            bar.add_task(what, total=report.total)
         bar.update(bar.task_ids[0], completed=report.tokens, description=(
-            f"dynamic evaluation: {report.tokens:,} of {report.total:,} tokens, loss so far {report.loss:.4f}"))
+            f"{what}: {report.tokens:,} of {report.total:,} tokens, loss so far {report.loss:.4f}"))
 
     return _drive_with_bar(steps, console.task_progress, show)
 

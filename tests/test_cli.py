@@ -44,6 +44,19 @@ def test_eval_on_a_file_and_human_table(trained_run, tiny_corpus):
     assert "bits per character" in result.stdout
 
 
+def test_eval_draws_a_bar_on_a_terminal(trained_run, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from charlm import console, runner
+
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "err", Console(file=screen, force_terminal=True, width=120))
+    row = runner.evaluate_checkpoint(trained_run, None, "val", 128, "error", "cpu")
+    assert f"evaluating: {row['tokens']:,} of {row['tokens']:,} tokens, loss so far {row['loss']:.4f}" in screen.getvalue()
+
+
 def test_eval_dynamic_reports_the_adapted_and_the_static_figures(trained_run, tmp_path):
     text = tmp_path / "repeats.txt"
     text.write_text("a dog sat on the cat.\n" * 30, encoding="utf-8")  # a line the tiny corpus never had

@@ -4,7 +4,7 @@ import torch
 
 from charlm.config import ModelConfig
 from charlm.errors import ConfigError
-from charlm.evaluate import default_dynamic_lr, evaluate, evaluate_dynamic
+from charlm.evaluate import default_dynamic_lr, evaluate, evaluate_dynamic, evaluate_steps
 from charlm.model import RNNLM
 
 
@@ -94,3 +94,21 @@ def test_the_model_learns_in_training_mode_with_dropout_off():
     result = run_to_end(evaluate_dynamic(model, ids, lr=1e-12, segment=len(ids)))
     assert seen == [True, ("drop", False)]
     assert result.loss == pytest.approx(evaluate(model, ids, batch_size=1).loss, abs=1e-5)  # no dropout noise
+
+
+def test_the_static_pass_reports_its_progress_and_ends_with_the_same_figures():
+    model = tiny_model()
+    ids = repeating_ids(20_000)
+    steps = evaluate_steps(model, ids, batch_size=4, seq_len=256, report_every=2)
+    reports = []
+    while True:
+        try:
+            reports.append(next(steps))
+        except StopIteration as stop:
+            result = stop.value
+            break
+    tokens = [r.tokens for r in reports]
+    assert len(reports) > 2 and tokens == sorted(tokens) and tokens[-1] == reports[-1].total == len(ids) - 1
+    assert reports[-1].loss == pytest.approx(result.loss)
+    assert result.loss == pytest.approx(evaluate(model, ids, batch_size=4).loss, abs=1e-6)
+    assert model.training  # left in the mode it came in

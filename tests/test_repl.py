@@ -268,11 +268,11 @@ def test_repl_save_says_why_it_cannot_write(trained_run, tmp_path):
     script = f"the\n:save {tmp_path}\n:save {tmp_path}/no/such.txt\n:save {tmp_path}/file.txt/x.txt\n"
     result = invoke("repl", trained_run, input=script)
     assert result.stderr.splitlines() == [
-        f"error: cannot write {tmp_path}: it is a folder: give a file name, e.g. ':save {tmp_path}/session.txt'",
-        f"error: cannot write {tmp_path}/no/such.txt: folder {tmp_path}/no does not exist; create it or pick an "
-        "existing folder",
-        f"error: cannot write {tmp_path}/file.txt/x.txt: {tmp_path}/file.txt is a file, not a folder; pick an "
-        "existing folder",
+        f"error: :save {tmp_path} is a folder: give a file name, e.g. :save {tmp_path}/session.txt",
+        f"error: cannot write :save {tmp_path}/no/such.txt: folder {tmp_path}/no does not exist; create it or pick "
+        "another path",
+        f"error: cannot write :save {tmp_path}/file.txt/x.txt: folder {tmp_path}/file.txt is a file, not a folder; "
+        "pick another path",
     ]
 
 
