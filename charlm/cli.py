@@ -147,7 +147,7 @@ Examples:
 @click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: 1e-2 for LSTM, 3e-3 for GRU and RNN]")
 @click.option("--min-lr-ratio", type=float, default=TRAIN_DEFAULTS.min_lr_ratio, show_default=True, help="Cosine decay floor as a fraction of --lr.")
 @click.option("--warmup", "warmup_steps", type=int, default=TRAIN_DEFAULTS.warmup_steps, show_default=True, help="Linear warmup steps.")
-@click.option("--weight-decay", type=float, default=TRAIN_DEFAULTS.weight_decay, show_default=True)
+@click.option("--weight-decay", type=float, default=None, help="AdamW's decoupled weight decay on the weight matrices.  [default: 0.1 with a --time-budget, 0.01 for --epochs or --max-steps]")
 @click.option("--clip", "grad_clip", type=float, default=TRAIN_DEFAULTS.grad_clip, show_default=True, help="Max gradient norm (0 = off).")
 @click.option("--epochs", type=float, help="Stop after this many passes over the training text.")
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
@@ -166,7 +166,8 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
     names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
     trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
     Without --cell and --dropout, the time budget picks them: up to 2 minutes an LSTM with dropout 0.1,
-    longer a GRU with dropout 0.2, as measured best for those budgets (docs/performance.md).
+    longer a GRU with dropout 0.2, as measured best for those budgets (docs/performance.md), each with
+    weight decay 0.1.
 
     The corpus is split contiguously by characters (the last 10% validates), a
     character, byte or subword vocabulary is built from the training part only,
@@ -193,13 +194,13 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
             raise click.UsageError("--cache-dir and --no-cache contradict each other: pass one")
         spec = TokenizerSpec(level=level, normalize=normalize, vocab_size=vocab_size, model_type=model_type)
         source = Source(tuple(corpus) or (DEFAULT_CORPUS,), glob, encoding_errors, hf_split, text_column)
-        model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
-        train_options = {k: v for k, v in options.items() if k not in model_keys}
-        if train_options["epochs"] is None and train_options["max_steps"] is None and train_options["time_budget"] is None:
-            train_options["time_budget"] = DEFAULT_TIME_BUDGET
-        for name, value in budget_preset(train_options["time_budget"]).items():
+        if options["epochs"] is None and options["max_steps"] is None and options["time_budget"] is None:
+            options["time_budget"] = DEFAULT_TIME_BUDGET
+        for name, value in budget_preset(options["time_budget"]).items():
             if options[name] is None:  # not given: the setting measured best for this budget
                 options[name] = value
+        model_keys = {f.name for f in dataclasses.fields(ModelConfig)}
+        train_options = {k: v for k, v in options.items() if k not in model_keys}
         model_config = ModelConfig(**{k: v for k, v in options.items() if k in model_keys})
         if train_options["lr"] is None:
             train_options["lr"] = DEFAULT_LR[model_config.cell]

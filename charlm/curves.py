@@ -85,7 +85,8 @@ def summary_rows(curves: Curves) -> list[tuple[str, str]]:
         ("corpus", f"{corpus.get('source', '?')} ({corpus.get('train_characters', 0):,} training characters)"),
         ("tokenizer", f"{info['tokenizer'].get('kind', '?')}, vocabulary {info['tokenizer'].get('vocab_size', '?')}"),
         ("batch × seq_len", f"{t['batch_size']} × {t['seq_len']}"),
-        ("optimizer", f"{t['optimizer']}, lr {t['lr']:g}, warmup {t['warmup_steps']}, clip {t['grad_clip']:g}"),
+        ("optimizer", f"{t['optimizer']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, "
+                      f"warmup {t['warmup_steps']}, clip {t['grad_clip']:g}"),
     ]
     last = _last(curves)
     rows += [("steps", f"{last[0]:,}"), ("time", _duration(last[1]))]

@@ -57,9 +57,8 @@ def text_pieces(tokenizer, ids) -> list[str]:
     """
     decoder = tokenizer.incremental_decoder()
     pieces = [decoder.feed(int(i)) for i in ids]
-    flush = getattr(decoder, "flush", None)
-    if pieces and flush is not None:
-        pieces[-1] += flush()
+    if pieces:
+        pieces[-1] += decoder.flush()
     return pieces
 
 

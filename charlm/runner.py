@@ -310,7 +310,7 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
         f"[bold]{run_dir}[/]: {m.cell.upper()} {m.num_layers}×{m.hidden_size}, "
         f"{model.num_parameters():,} parameters, vocab {trainer.model.vocab_size}, "
         f"{len(trainer.train_ids):,} training tokens, batch {c.batch_size} × seq {c.seq_len}, "
-        f"lr {c.lr:g}, dropout {m.dropout:g}{locked}, "
+        f"lr {c.lr:g}, dropout {m.dropout:g}{locked}, weight decay {c.weight_decay:g}, "
         f"device {trainer.device.type}{processes}, {c.precision}{', compiled' if c.compile else ''}"
     )
     last_step: StepReport | None = None

@@ -315,22 +315,25 @@ def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, ce
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == lr
 
 
-@pytest.mark.parametrize("args, cell, dropout", [(["--time-budget", "60s"], "lstm", 0.1),
-                                                 (["--time-budget", "2m"], "lstm", 0.1),
-                                                 (["--time-budget", "5m"], "gru", 0.2),
-                                                 ([], "lstm", 0.2),  # bounded by --max-steps only
-                                                 (["--epochs", "1"], "lstm", 0.2),
-                                                 (["--time-budget", "60s", "--dropout", "0.3"], "lstm", 0.3),
-                                                 (["--time-budget", "5m", "--cell", "lstm"], "lstm", 0.2)])
-def test_the_default_cell_and_dropout_depend_on_the_time_budget(tiny_corpus, tmp_path, args, cell, dropout):
+@pytest.mark.parametrize("args, cell, dropout, decay", [(["--time-budget", "60s"], "lstm", 0.1, 0.1),
+                                                        (["--time-budget", "2m"], "lstm", 0.1, 0.1),
+                                                        (["--time-budget", "5m"], "gru", 0.2, 0.1),
+                                                        ([], "lstm", 0.2, 0.01),  # bounded by --max-steps only
+                                                        (["--epochs", "1"], "lstm", 0.2, 0.01),
+                                                        (["--time-budget", "60s", "--dropout", "0.3"], "lstm", 0.3, 0.1),
+                                                        (["--time-budget", "5m", "--cell", "lstm"], "lstm", 0.2, 0.1),
+                                                        (["--time-budget", "5m", "--weight-decay", "0"], "gru", 0.2, 0)])
+def test_the_default_cell_dropout_and_weight_decay_depend_on_the_time_budget(tiny_corpus, tmp_path, args, cell,
+                                                                              dropout, decay):
     out = tmp_path / "run"
     result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "1", "--hidden", "8", "--embed", "4",
                     "--layers", "1", "--batch-size", "2", "--seq-len", "8", *args)
     assert result.exit_code == 0, result.output
-    model = json.loads((out / "config.json").read_text())["model"]
-    assert (model["cell"], model["dropout"]) == (cell, dropout)
+    config = json.loads((out / "config.json").read_text())
+    assert (config["model"]["cell"], config["model"]["dropout"], config["train"]["weight_decay"]) == (cell, dropout, decay)
     lr = {"lstm": "0.01", "gru": "0.003"}[cell]
-    assert f"{cell.upper()} 1×8" in result.stderr and f"lr {lr}, dropout {dropout:g}, device" in result.stderr
+    assert f"{cell.upper()} 1×8" in result.stderr
+    assert f"lr {lr}, dropout {dropout:g}, weight decay {decay:g}, device" in result.stderr
 
 
 def test_empty_corpus_is_refused(tmp_path):

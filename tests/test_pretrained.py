@@ -38,16 +38,17 @@ def test_files_match_the_recorded_command():
     ctx = cli.commands["train"].make_context("train", words[2:])
     params = ctx.params
     model = ModelConfig.from_dict(info["model"])
-    preset = budget_preset(params["time_budget"])  # cell and dropout were left to the budget
+    preset = budget_preset(params["time_budget"])  # cell, dropout and weight decay were left to the budget
     assert params["cell"] is None and params["dropout"] is None and params["time_budget"] is None
+    assert params["weight_decay"] is None and TrainConfig.from_dict(info["train"]).weight_decay == preset["weight_decay"]
     assert model == ModelConfig(cell=preset["cell"], num_layers=params["num_layers"], hidden_size=params["hidden_size"],
                                 embed_size=params["embed_size"], dropout=preset["dropout"],
                                 dropout_kind=params["dropout_kind"], tie_weights=params["tie_weights"])
     assert model == ModelConfig()  # trained with the default settings
     train = TrainConfig.from_dict(info["train"])
     defaults = TrainConfig()
-    for name in ("batch_size", "seq_len", "optimizer", "min_lr_ratio", "warmup_steps", "weight_decay",
-                 "grad_clip", "eval_every", "seed", "val_fraction"):
+    for name in ("batch_size", "seq_len", "optimizer", "min_lr_ratio", "warmup_steps", "grad_clip", "eval_every",
+                 "seed", "val_fraction"):
         assert getattr(train, name) == getattr(defaults, name) == params.get(name, getattr(defaults, name)), name
     assert params["lr"] is None and train.lr == DEFAULT_LR[model.cell]  # the default learning rate for its cell
     assert train.max_steps == params["max_steps"]

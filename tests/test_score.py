@@ -137,6 +137,9 @@ class PairTokenizer:
         def feed(self, token_id):
             return PairTokenizer.pieces[token_id]
 
+        def flush(self):
+            return ""
+
     def encode(self, text, unknown="error"):
         ids, i = [], 0
         while i < len(text):
