@@ -147,7 +147,7 @@ Examples:
 @click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: 1e-2 for LSTM, 3e-3 for GRU and RNN]")
 @click.option("--min-lr-ratio", type=float, default=TRAIN_DEFAULTS.min_lr_ratio, show_default=True, help="Cosine decay floor as a fraction of --lr.")
 @click.option("--warmup", "warmup_steps", type=int, default=TRAIN_DEFAULTS.warmup_steps, show_default=True, help="Linear warmup steps.")
-@click.option("--weight-decay", type=float, default=None, help="AdamW's decoupled weight decay on the weight matrices.  [default: 0.1 with a --time-budget, 0.01 for --epochs or --max-steps]")
+@click.option("--weight-decay", type=float, default=None, help="AdamW's decoupled weight decay on the weight matrices (--optimizer sgd has none).  [default: 0.1 with a --time-budget, 0.01 when only --epochs or --max-steps bound the run]")
 @click.option("--clip", "grad_clip", type=float, default=TRAIN_DEFAULTS.grad_clip, show_default=True, help="Max gradient norm (0 = off).")
 @click.option("--epochs", type=float, help="Stop after this many passes over the training text.")
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
@@ -165,9 +165,9 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
     """Train a model on CORPUS: one or more text files (gzip, bz2 and xz too), folders, shipped corpus
     names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
     trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
-    Without --cell and --dropout, the time budget picks them: up to 2 minutes an LSTM with dropout 0.1,
-    longer a GRU with dropout 0.2, as measured best for those budgets (docs/performance.md), each with
-    weight decay 0.1.
+    Without --cell, --dropout and --weight-decay, the time budget picks them: up to 2 minutes an LSTM
+    with dropout 0.1, longer a GRU with dropout 0.2, both with weight decay 0.1, as measured best for
+    those budgets (docs/performance.md).
 
     The corpus is split contiguously by characters (the last 10% validates), a
     character, byte or subword vocabulary is built from the training part only,

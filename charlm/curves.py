@@ -77,6 +77,7 @@ def summary_rows(curves: Curves) -> list[tuple[str, str]]:
     """(name, value) rows: the run's settings and its best figures."""
     info, m, t = curves.info, curves.info["model"], curves.info["train"]
     corpus = info.get("corpus", {})
+    decay = f"weight decay {t['weight_decay']:g}, " if t["optimizer"] == "adamw" else ""  # SGD has none
     rows = [
         ("run folder", str(curves.run_dir)),
         ("model", f"{m['cell'].upper()} {m['num_layers']}×{m['hidden_size']}, embed {m['embed_size']}, "
@@ -85,8 +86,7 @@ def summary_rows(curves: Curves) -> list[tuple[str, str]]:
         ("corpus", f"{corpus.get('source', '?')} ({corpus.get('train_characters', 0):,} training characters)"),
         ("tokenizer", f"{info['tokenizer'].get('kind', '?')}, vocabulary {info['tokenizer'].get('vocab_size', '?')}"),
         ("batch × seq_len", f"{t['batch_size']} × {t['seq_len']}"),
-        ("optimizer", f"{t['optimizer']}, lr {t['lr']:g}, weight decay {t['weight_decay']:g}, "
-                      f"warmup {t['warmup_steps']}, clip {t['grad_clip']:g}"),
+        ("optimizer", f"{t['optimizer']}, lr {t['lr']:g}, {decay}warmup {t['warmup_steps']}, clip {t['grad_clip']:g}"),
     ]
     last = _last(curves)
     rows += [("steps", f"{last[0]:,}"), ("time", _duration(last[1]))]

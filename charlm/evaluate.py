@@ -88,7 +88,7 @@ def evaluate(
     (defaults to N - 1, right at char level). No autograd, dropout off.
     ``evaluate_steps`` is the same pass, reporting its progress on the way.
     """
-    return drain(evaluate_steps(model, ids, n_chars, batch_size, seq_len, device, amp_dtype))
+    return drain(evaluate_steps(model, ids, n_chars, batch_size, seq_len, device, amp_dtype, report_every=0))
 
 
 @torch.inference_mode()
@@ -102,8 +102,8 @@ def evaluate_steps(
     amp_dtype: torch.dtype | None = None,
     report_every: int = 8,
 ) -> Generator[EvalProgress, None, EvalResult]:
-    """``evaluate`` as a generator: yields EvalProgress every ``report_every`` windows (reading the loss
-    so far waits for the device) and at the end; returns the EvalResult."""
+    """``evaluate`` as a generator: yields EvalProgress every ``report_every`` windows (0: only at the end;
+    reading the loss so far waits for the device) and at the end; returns the EvalResult."""
     if len(ids) < 2:
         raise ValueError("need at least 2 tokens to evaluate")
     device = torch.device(device)
@@ -126,7 +126,7 @@ def evaluate_steps(
             with autocast(device, amp_dtype):
                 logits, state = model(x, state)  # (B, T, V)
             total += F.cross_entropy(logits.float().flatten(0, 1), y.flatten(), ignore_index=-100, reduction="sum")
-            if (i + 1) % report_every == 0 and scored < n_targets:
+            if report_every and (i + 1) % report_every == 0 and scored < n_targets:
                 yield EvalProgress(scored, n_targets, float(total) / scored)
         nll = float(total)
         yield EvalProgress(n_targets, n_targets, nll / n_targets)

@@ -306,11 +306,12 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
     processes = f" × {trainer.world.size} processes" if trainer.world.is_distributed else ""
     m = model.config
     locked = " locked" if m.dropout_kind == "locked" else ""
+    decay = f"weight decay {c.weight_decay:g}, " if c.optimizer == "adamw" else ""  # SGD has none
     console.info(
         f"[bold]{run_dir}[/]: {m.cell.upper()} {m.num_layers}×{m.hidden_size}, "
         f"{model.num_parameters():,} parameters, vocab {trainer.model.vocab_size}, "
         f"{len(trainer.train_ids):,} training tokens, batch {c.batch_size} × seq {c.seq_len}, "
-        f"lr {c.lr:g}, dropout {m.dropout:g}{locked}, weight decay {c.weight_decay:g}, "
+        f"lr {c.lr:g}, dropout {m.dropout:g}{locked}, {decay}"
         f"device {trainer.device.type}{processes}, {c.precision}{', compiled' if c.compile else ''}"
     )
     last_step: StepReport | None = None
@@ -420,7 +421,7 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
         text_sha256 = ck.info["corpus"].get(f"{split_name}_sha256")
     amp = runtime.autocast_dtype(ck.train_config.precision, device)
     result = _with_eval_progress(evaluate_steps(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp),
-                                 "evaluating")
+                                 f"evaluating {run_dir}")
     row = {"checkpoint": str(run_dir), "text": label, "text_detail": label_detail, "text_sha256": text_sha256,
            "level": tok.kind, "vocab_size": tok.vocab_size, "normalize": getattr(tok, "normalize", "none")}
     if not dynamic:
@@ -432,7 +433,7 @@ def evaluate_checkpoint(run_dir: Path, text_source: Source | str | None, split_n
         console.info(note)
     try:
         adapted = _with_eval_progress(evaluate_dynamic(ck.model, ids, lr, n_chars, device=device),
-                                      "dynamic evaluation")
+                                      f"dynamic evaluation of {run_dir}")
     finally:
         if threads:
             threads.restore()

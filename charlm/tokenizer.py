@@ -493,15 +493,20 @@ def count_composed(tokenizer, ids: np.ndarray, block: int = 1 << 20) -> int:
 
 
 def skipped_chars(tokenizer, text: str) -> int:
-    """Characters of ``text`` as read that ``encode(text, unknown="skip")`` drops entirely.
+    """Characters of ``text`` that ``encode(text, unknown="skip")`` drops entirely.
 
-    A character is dropped when every code point of its normal form is unknown; one
-    that keeps a token (an 'é' whose combining accent is unknown under NFD keeps its
-    'e') is still predicted, so it still counts towards bits per character.
+    Under NFD a character is dropped when every code point of its decomposition is
+    unknown; one that keeps a token (an 'é' whose combining accent is unknown keeps
+    its 'e') is still predicted, so it still counts towards bits per character.
+    Decomposition works one character at a time, so characters as read are counted.
+    Under the other forms, where composition joins neighbours, each unknown
+    character of the normal form is one dropped token.
     """
     unknown = tokenizer.unknown_chars(text)
     if not unknown:
         return 0
+    if tokenizer.normalize != "nfd":
+        return int((tokenizer.encode(text, unknown="unk") == tokenizer.unk_id).sum())
     codes, counts = np.unique(_code_points(text), return_counts=True)
     dropped = 0
     for code, count in zip(codes.tolist(), counts.tolist()):

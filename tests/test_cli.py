@@ -54,7 +54,8 @@ def test_eval_draws_a_bar_on_a_terminal(trained_run, monkeypatch):
     screen = io.StringIO()
     monkeypatch.setattr(console, "err", Console(file=screen, force_terminal=True, width=120))
     row = runner.evaluate_checkpoint(trained_run, None, "val", 128, "error", "cpu")
-    assert f"evaluating: {row['tokens']:,} of {row['tokens']:,} tokens, loss so far {row['loss']:.4f}" in screen.getvalue()
+    shown = f"evaluating {trained_run}: {row['tokens']:,} of {row['tokens']:,} tokens, loss so far {row['loss']:.4f}"
+    assert shown in screen.getvalue()
 
 
 def test_eval_dynamic_reports_the_adapted_and_the_static_figures(trained_run, tmp_path):

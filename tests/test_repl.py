@@ -5,6 +5,7 @@ import os
 import re
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -274,6 +275,14 @@ def test_repl_save_says_why_it_cannot_write(trained_run, tmp_path):
         f"error: cannot write :save {tmp_path}/file.txt/x.txt: folder {tmp_path}/file.txt is a file, not a folder; "
         "pick another path",
     ]
+
+
+def test_repl_save_refuses_a_folder_it_cannot_write_to(trained_run, tmp_path, monkeypatch):
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and access(path, mode))  # no rights there
+    result = invoke("repl", trained_run, input=f"the\n:save {tmp_path}/x.txt\n")
+    assert result.stderr == f"error: cannot write :save {tmp_path}/x.txt: folder {tmp_path} is not writable; pick another path\n"
+    assert not (tmp_path / "x.txt").exists()
 
 
 @pytest.mark.parametrize("error, says", [

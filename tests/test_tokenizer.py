@@ -217,7 +217,9 @@ from charlm.tokenizer import skipped_chars  # noqa: E402
 
 def test_skipped_chars_counts_only_characters_with_nothing_left_to_predict():
     plain = CharTokenizer.fit("cafe")
-    assert skipped_chars(plain, "café ☃") == 3  # é, the space and ☃: no normal form, each is one unknown code point
+    assert skipped_chars(plain, "café ☃") == 3  # é, the space and ☃: unknown, and without normalisation nothing is left
     nfd = CharTokenizer.fit("cafe ", normalize="nfd")
     assert skipped_chars(nfd, "café ☃☃") == 2  # é keeps its 'e'; each ☃ is dropped
     assert skipped_chars(nfd, "cafe") == 0
+    nfc = CharTokenizer.fit("cafe", normalize="nfc")
+    assert skipped_chars(nfc, "cafe\u0301") == 1  # e + accent compose into one unknown é, dropped as one
