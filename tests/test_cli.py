@@ -437,30 +437,25 @@ def test_a_second_stop_before_any_evaluation_keeps_the_newer_weights(tmp_path, t
     assert checkpoint.read_weights_summary(run_dir)["step"] > first
 
 
-def test_eval_unknown_skip_changes_nothing_when_nothing_is_unknown_under_nfd(tmp_path):
+def test_eval_unknown_skip_under_nfd_counts_every_character_it_still_predicts(tmp_path):
+    """Under NFD a text with nothing unknown scores alike under error and skip; an 'é' whose accent the model
+    never saw keeps its 'e', which is scored, so it still counts; a character with nothing left does not."""
     import unicodedata
 
-    corpus = tmp_path / "ko.txt"
-    corpus.write_text("어제 나는 공원에서 사과를 샀다.\n" * 30, encoding="utf-8")
-    run = tmp_path / "run"
-    assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
-    text = tmp_path / "nfd.txt"
-    text.write_text(unicodedata.normalize("NFD", "나는 공원에서 사과를 샀다.\n"), encoding="utf-8")
-    error, skip = (json.loads(invoke("eval", run, "--text", text, "--unknown", policy, "--json").stdout)
-                   for policy in ("error", "skip"))
-    assert skip["characters"] == error["characters"] and skip["bpc"] == pytest.approx(error["bpc"])
-
-
-def test_eval_unknown_skip_counts_a_character_it_still_predicts_part_of(tmp_path):
-    """Under NFD an 'é' whose accent the model never saw keeps its 'e', which is scored: it still counts."""
     corpus = tmp_path / "mixed.txt"
     corpus.write_text("어제 나는 공원에서 사과를 샀다. cafe\n" * 30, encoding="utf-8")
     run = tmp_path / "run"
     assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
-    text = tmp_path / "text.txt"
-    text.write_text("나는 café에서 ☃ 샀다.\n", encoding="utf-8")  # é: 'e' + an unseen accent; ☃: unseen
-    skip = json.loads(invoke("eval", run, "--text", text, "--unknown", "skip", "--json").stdout)
-    assert skip["characters"] == len("나는 café에서 ☃ 샀다.\n") - 1 - 1  # the snowman, and the first token's '나'
+    known, mixed = tmp_path / "nfd.txt", tmp_path / "mixed-text.txt"
+    known.write_text(unicodedata.normalize("NFD", "나는 공원에서 사과를 샀다.\n"), encoding="utf-8")
+    mixed.write_text("나는 café에서 ☃ 샀다.\n", encoding="utf-8")  # é: 'e' + an unseen accent; ☃: unseen
+
+    def figures(text, policy):
+        return json.loads(invoke("eval", run, "--text", text, "--unknown", policy, "--json").stdout)
+
+    error, skip = figures(known, "error"), figures(known, "skip")
+    assert skip["characters"] == error["characters"] and skip["bpc"] == pytest.approx(error["bpc"])
+    assert figures(mixed, "skip")["characters"] == len("나는 café에서 ☃ 샀다.\n") - 1 - 1  # ☃, and the first '나'
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):

@@ -9,11 +9,17 @@ from charlm.model import RNNLM
 
 
 def run_to_end(steps):
+    return reports_and_result(steps)[1]
+
+
+def reports_and_result(steps):
+    """Every progress report a pass yields, and the result it returns."""
+    reports = []
     while True:
         try:
-            next(steps)
+            reports.append(next(steps))
         except StopIteration as stop:
-            return stop.value
+            return reports, stop.value
 
 
 def tiny_model(cell: str = "lstm") -> RNNLM:
@@ -59,14 +65,7 @@ def test_dynamic_evaluation_leaves_the_model_unchanged():
 def test_progress_reports_count_up_to_the_total_and_bpc_uses_the_characters():
     model = tiny_model()
     ids = repeating_ids(600)
-    steps = evaluate_dynamic(model, ids, lr=1e-2, n_chars=1198, segment=16, report_every=4)
-    reports = []
-    while True:
-        try:
-            reports.append(next(steps))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    reports, result = reports_and_result(evaluate_dynamic(model, ids, lr=1e-2, n_chars=1198, segment=16, report_every=4))
     assert [r.tokens for r in reports] == [*range(64, 599, 64), 599]  # the last report says it is done
     assert all(r.total == 599 for r in reports)
     assert result.characters == 1198
@@ -99,14 +98,7 @@ def test_the_model_learns_in_training_mode_with_dropout_off():
 def test_the_static_pass_reports_its_progress_and_ends_with_the_same_figures():
     model = tiny_model()
     ids = repeating_ids(20_000)
-    steps = evaluate_steps(model, ids, batch_size=4, seq_len=256, report_every=2)
-    reports = []
-    while True:
-        try:
-            reports.append(next(steps))
-        except StopIteration as stop:
-            result = stop.value
-            break
+    reports, result = reports_and_result(evaluate_steps(model, ids, batch_size=4, seq_len=256, report_every=2))
     tokens = [r.tokens for r in reports]
     assert len(reports) > 2 and tokens == sorted(tokens) and tokens[-1] == reports[-1].total == len(ids) - 1
     assert reports[-1].loss == pytest.approx(result.loss)
