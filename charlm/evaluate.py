@@ -70,25 +70,9 @@ def _prepend_zero_row(state):
     return torch.cat([torch.zeros_like(state[:, :1]), state], dim=1)
 
 
-def evaluate(
-    model: RNNLM,
-    ids: np.ndarray,
-    n_chars: int | None = None,
-    batch_size: int = 128,
-    seq_len: int = 256,
-    device: torch.device | str = "cpu",
-    amp_dtype: torch.dtype | None = None,
-) -> EvalResult:
-    """Score every next-token prediction in ``ids`` (N,), carrying state along B parallel streams.
-
-    Every stream but the first reads the 32 tokens before its start unscored, so no
-    prediction is made from a cold state except at the true beginning of the text.
-
-    ``n_chars`` is the number of characters the N - 1 targets stand for
-    (defaults to N - 1, right at char level). No autograd, dropout off.
-    ``evaluate_steps`` is the same pass, reporting its progress on the way.
-    """
-    return drain(evaluate_steps(model, ids, n_chars, batch_size, seq_len, device, amp_dtype, report_every=0))
+def evaluate(*args, **kwargs) -> EvalResult:
+    """``evaluate_steps`` without progress reports (and without reading the loss before the end)."""
+    return drain(evaluate_steps(*args, report_every=0, **kwargs))
 
 
 @torch.inference_mode()
@@ -102,8 +86,16 @@ def evaluate_steps(
     amp_dtype: torch.dtype | None = None,
     report_every: int = 8,
 ) -> Generator[EvalProgress, None, EvalResult]:
-    """``evaluate`` as a generator: yields EvalProgress every ``report_every`` windows (0: only at the end;
-    reading the loss so far waits for the device) and at the end; returns the EvalResult."""
+    """Score every next-token prediction in ``ids`` (N,), carrying state along B parallel streams.
+
+    Every stream but the first reads the 32 tokens before its start unscored, so no
+    prediction is made from a cold state except at the true beginning of the text.
+
+    ``n_chars`` is the number of characters the N - 1 targets stand for
+    (defaults to N - 1, right at char level). No autograd, dropout off.
+    Yields EvalProgress every ``report_every`` windows (0: only at the end; reading
+    the loss so far waits for the device) and at the end; returns the EvalResult.
+    """
     if len(ids) < 2:
         raise ValueError("need at least 2 tokens to evaluate")
     device = torch.device(device)
