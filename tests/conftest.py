@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import pytest
-import torch
-from click.testing import CliRunner
+import os
 
-from charlm.cli import cli
+# charlm.console sizes its tables for a piped stdout unless COLUMNS is set; some shells and CI runners export
+# it (80), which would wrap the tables the tests read. Tests see the output a pipe gets, wherever they run.
+os.environ.pop("COLUMNS", None)
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from charlm.cli import cli  # noqa: E402
 from charlm.train import StepReport, Trainer
 
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na cat and a dog.\n" * 40

@@ -85,7 +85,7 @@ def test_eval_dynamic_takes_no_more_threads_than_free_cpus(trained_run, monkeypa
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        result = invoke("eval", trained_run, "--dynamic")
+        result = invoke("eval", trained_run, "--dynamic", "--device", "cpu")  # threads are fitted on CPU only
         assert result.exit_code == 0 and "dynamic evaluation with 1 of 2 threads" in result.stderr
     finally:
         torch.set_num_threads(threads)
@@ -139,7 +139,8 @@ def test_training_reports_a_change_of_threads_in_the_log(tmp_path, tiny_corpus, 
             return "training with 1 of 2 threads: (a test)" if self.calls == 3 else None
 
     monkeypatch.setattr(runtime, "ThreadFitter", Fitter)
-    result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "60", *TINY_MODEL_ARGS)
+    result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "60", "--device", "cpu",
+                    *TINY_MODEL_ARGS)  # threads are fitted on CPU only
     assert result.exit_code == 0 and "training with 1 of 2 threads: (a test)" in result.stderr
     events = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [e["message"] for e in events if e.get("kind") == "threads"] == ["training with 1 of 2 threads: (a test)"]

@@ -28,7 +28,8 @@ from test_resume import wait_for_state
 
 ARGS = ["--hidden", "32", "--embed", "8", "--layers", "2", "--batch-size", "8", "--seq-len", "16",
         "--eval-every", "10", "--dropout", "0", "--lr", "0.01", "--warmup", "5", "--deterministic",
-        "--precision", "fp32"]  # bf16 rounding would depend on how the batch is split
+        "--precision", "fp32",  # bf16 rounding would depend on how the batch is split
+        "--device", "cpu"]  # gloo on CPU, also on a machine with one GPU (two ranks cannot share it)
 ENV = {**os.environ, "OMP_NUM_THREADS": "1"}
 
 
@@ -98,7 +99,8 @@ def test_crashed_distributed_run_resumes_every_rank(tmp_path, corpus):
     saved = load_file(crashed / "last.safetensors")
     assert saved["hidden.0"].shape == (2, 8, 32)  # all B = 8 streams, gathered from both ranks
 
-    resumed = subprocess.run(torchrun("train", "--resume", crashed), capture_output=True, text=True, env=ENV)
+    resumed = subprocess.run(torchrun("train", "--resume", crashed, "--device", "cpu"), capture_output=True, text=True,
+                             env=ENV)
     assert resumed.returncode == 0, resumed.stderr[:3000]
     assert records(crashed, "val")[-1]["loss"] == pytest.approx(records(straight, "val")[-1]["loss"], rel=1e-5)
     a, b = load_file(straight / "last.safetensors"), load_file(crashed / "last.safetensors")
