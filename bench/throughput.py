@@ -11,7 +11,11 @@ Prints:
   weight-reorder trap);
 - the time of one batch-1 matrix-vector product of the recurrent weights, the floor under a step.
 
+With --device cuda the same figures come from the GPU (cuDNN's fused cells, bf16 autocast), every timing
+waits for the device, and the matmul ceilings add one large square product, the chip's own ceiling.
+
     python bench/throughput.py [--hidden 256 --layers 2 --batch-size 32 --seq-len 64]
+    python bench/throughput.py --device cuda --hidden 1024 --batch-size 128 --seq-len 128
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from charlm.config import DROPOUT_KINDS, ModelConfig, SampleConfig, TrainConfig
 from charlm.evaluate import evaluate
 from charlm import model as model_module
 from charlm.model import RNNLM
-from charlm.runtime import autocast_dtype, tune_allocator
+from charlm.runtime import autocast_dtype, select_device, tune_allocator
 from charlm import sampling
 from charlm.sampling import generate
 from charlm.train import make_optimizer
@@ -37,19 +41,35 @@ from charlm.train import make_optimizer
 VOCAB = 65  # tinyshakespeare's character vocabulary
 
 
+DEVICE = torch.device("cpu")  # set from --device in main()
+
+
+def wait() -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously; the host clock must not stop early)."""
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def best_of(fn, repeats=5) -> float:
     fn()
     times = []
     for _ in range(repeats):
+        wait()
         start = time.perf_counter()
         fn()
+        wait()
         times.append(time.perf_counter() - start)
     return min(times)
 
 
-def matmul_ceiling(dtype: torch.dtype, m: int, k: int, n: int) -> float:
-    a, b = torch.randn(m, k).to(dtype), torch.randn(k, n).to(dtype)
-    return 2 * m * k * n / best_of(lambda: a @ b) / 1e9
+def matmul_ceiling(dtype: torch.dtype, m: int, k: int, n: int, repeats: int = 1) -> float:
+    a, b = torch.randn(m, k, device=DEVICE).to(dtype), torch.randn(k, n, device=DEVICE).to(dtype)
+
+    def products():
+        for _ in range(repeats):
+            a @ b
+
+    return 2 * m * k * n * repeats / best_of(products) / 1e9
 
 
 def matmul_params(config: ModelConfig, vocab: int) -> int:
@@ -63,13 +83,13 @@ def matmul_params(config: ModelConfig, vocab: int) -> int:
 
 def train_tokens_per_s(model: RNNLM, train: TrainConfig, amp, steps=20) -> float:
     optimizer = make_optimizer(model, train)
-    x = torch.randint(0, VOCAB, (train.batch_size, train.seq_len))
-    y = torch.randint(0, VOCAB, (train.batch_size, train.seq_len))
+    x = torch.randint(0, VOCAB, (train.batch_size, train.seq_len), device=DEVICE)
+    y = torch.randint(0, VOCAB, (train.batch_size, train.seq_len), device=DEVICE)
     state = None
 
     def step():
         nonlocal state
-        with torch.autocast("cpu", dtype=torch.bfloat16) if amp else contextlib.nullcontext():
+        with torch.autocast(DEVICE.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext():
             logits, new_state = model(x, state)
         loss = F.cross_entropy(logits.float().flatten(0, 1), y.flatten())
         optimizer.zero_grad(set_to_none=True)
@@ -80,9 +100,11 @@ def train_tokens_per_s(model: RNNLM, train: TrainConfig, amp, steps=20) -> float
 
     for _ in range(3):
         step()
+    wait()
     start = time.perf_counter()
     for _ in range(steps):
         step()
+    wait()
     return steps * x.numel() / (time.perf_counter() - start)
 
 
@@ -96,11 +118,15 @@ def generation_tokens_per_s(model: RNNLM, n: int, path: str) -> float:
     prompt = torch.tensor([1, 2, 3])
     config = SampleConfig(temperature=1.0)
 
+    def consume(steps) -> int:  # as `charlm sample` does: each id comes back to the host to be decoded
+        return sum(len(ids.tolist()) for ids in steps)
+
     def fused_loop():
         with torch.inference_mode():
-            logits, state = model(prompt.unsqueeze(0))
+            logits, state = model(prompt.unsqueeze(0).to(DEVICE))
             for _ in range(n):
                 token = torch.multinomial(torch.softmax(logits[0, -1], -1), 1)
+                token.tolist()
                 logits, state = model(token.view(1, 1), state)
 
     def multinomial(probs, generator=None):
@@ -108,9 +134,9 @@ def generation_tokens_per_s(model: RNNLM, n: int, path: str) -> float:
 
     def with_multinomial():
         with mock.patch.object(sampling, "sample_ids", multinomial):
-            return sum(1 for _ in generate(model, prompt, n, config))
+            return consume(generate(model, prompt, n, config, device=DEVICE))
 
-    runs = {"generate": lambda: sum(1 for _ in generate(model, prompt, n, config)),
+    runs = {"generate": lambda: consume(generate(model, prompt, n, config, device=DEVICE)),
             "multinomial": with_multinomial, "fused": fused_loop}
     return n / best_of(runs[path], repeats=3)
 
@@ -119,7 +145,7 @@ def step_products_seconds(model: RNNLM) -> float:
     """Time of the batch-1 matrix-vector products in one generation step (every layer's input and recurrent
     weights and the decoder), float32: a floor under a step that no amount of Python can lower."""
     shapes = [w.shape for layer in model.layer_weights for w in layer[:2]] + [model.decoder.weight.shape]
-    products = [(torch.randn(1, cols), torch.randn(rows, cols)) for rows, cols in shapes]
+    products = [(torch.randn(1, cols, device=DEVICE), torch.randn(rows, cols, device=DEVICE)) for rows, cols in shapes]
 
     def step():
         for _ in range(100):
@@ -131,8 +157,10 @@ def step_products_seconds(model: RNNLM) -> float:
 
 
 def main() -> None:
+    global DEVICE
     defaults = ModelConfig()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--cell", default=defaults.cell)
     parser.add_argument("--hidden", type=int, default=defaults.hidden_size)
     parser.add_argument("--layers", type=int, default=defaults.num_layers)
@@ -140,25 +168,33 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=TrainConfig().batch_size)
     parser.add_argument("--seq-len", type=int, default=TrainConfig().seq_len)
     args = parser.parse_args()
+    DEVICE = select_device(args.device)
+    cpu = DEVICE.type == "cpu"
     tune_allocator()
     torch.manual_seed(0)
     config = ModelConfig(cell=args.cell, num_layers=args.layers, hidden_size=args.hidden, embed_size=args.embed)
     train = TrainConfig(batch_size=args.batch_size, seq_len=args.seq_len, max_steps=1)
-    model = RNNLM(config, VOCAB)
+    model = RNNLM(config, VOCAB).to(DEVICE)
     flops_per_token = 6 * matmul_params(config, VOCAB)
     h = args.hidden
     rows = args.batch_size * args.seq_len
+    where = f"{torch.get_num_threads()} threads" if cpu else torch.cuda.get_device_name(DEVICE)
     print(f"model: {config.cell} {config.num_layers}x{h}, embed {config.embed_size}, batch {args.batch_size} x seq "
-          f"{args.seq_len}; {matmul_params(config, VOCAB):,} matmul parameters, {torch.get_num_threads()} threads")
-    fp32 = matmul_ceiling(torch.float32, rows, h, 4 * h)
-    bf16 = matmul_ceiling(torch.bfloat16, rows, h, 4 * h)
+          f"{args.seq_len}; {matmul_params(config, VOCAB):,} matmul parameters; {where}")
+    repeats = 1 if cpu else 20  # one GPU product of these shapes takes microseconds: time a run of them
+    fp32 = matmul_ceiling(torch.float32, rows, h, 4 * h, repeats)
+    bf16 = matmul_ceiling(torch.bfloat16, rows, h, 4 * h, repeats)
     ceiling = max(fp32, bf16)
     print(f"matmul ceiling ({rows}x{h} @ {h}x{4 * h}): float32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
-    amp = autocast_dtype("auto", torch.device("cpu")) is not None
+    if not cpu:
+        chip = matmul_ceiling(torch.bfloat16, 8192, 8192, 8192, repeats=5)
+        print(f"the chip's bf16 ceiling (8192x8192 @ 8192x8192): {chip:,.0f} GFLOP/s")
+    amp = autocast_dtype("auto", DEVICE) is not None
     for label, use_amp in (("float32", False), ("bf16 autocast", True)):
         for kind in DROPOUT_KINDS:
             torch.manual_seed(0)
-            rate = train_tokens_per_s(RNNLM(dataclasses.replace(config, dropout_kind=kind), VOCAB), train, use_amp)
+            model_kind = RNNLM(dataclasses.replace(config, dropout_kind=kind), VOCAB).to(DEVICE)
+            rate = train_tokens_per_s(model_kind, train, use_amp)
             gflops = rate * flops_per_token / 1e9
             chosen = " (chosen by --precision auto)" if use_amp == amp else ""
             print(f"training {label}{chosen}, {kind} dropout: {rate:,.0f} tokens/s = {gflops:.0f} GFLOP/s = "
@@ -167,24 +203,27 @@ def main() -> None:
                 train_rate = rate
             if use_amp == amp and kind == "standard":
                 standard_rate = rate
-    # The model's own pieces against torch's, same run, same precision, standard dropout.
-    torch.manual_seed(0)
-    baseline = RNNLM(dataclasses.replace(config, dropout_kind="standard"), VOCAB)
-    baseline.drop = torch.nn.Dropout(config.dropout)
-    rate = train_tokens_per_s(baseline, train, amp)
-    print(f"  the same with torch's nn.Dropout: {rate:,.0f} tokens/s (charlm's StandardDropout {standard_rate / rate:.2f}x)")
-    if config.cell == "gru":
+    # The model's own CPU pieces against torch's, same run, same precision, standard dropout (on a GPU
+    # charlm already uses torch's: nn.Dropout and cuDNN's GRU).
+    if cpu:
+        torch.manual_seed(0)
+        baseline = RNNLM(dataclasses.replace(config, dropout_kind="standard"), VOCAB)
+        baseline.drop = torch.nn.Dropout(config.dropout)
+        rate = train_tokens_per_s(baseline, train, amp)
+        print(f"  the same with torch's nn.Dropout: {rate:,.0f} tokens/s (charlm's StandardDropout "
+              f"{standard_rate / rate:.2f}x)")
+    if cpu and config.cell == "gru":
         torch.manual_seed(0)
         with mock.patch.object(model_module, "gru_layer", lambda layer, x, state: layer(x, state)):
             rate = train_tokens_per_s(RNNLM(dataclasses.replace(config, dropout_kind="standard"), VOCAB), train, amp)
         print(f"  the same with nn.GRU's autograd: {rate:,.0f} tokens/s (charlm.gru {standard_rate / rate:.2f}x)")
     val = torch.randint(0, VOCAB, (111_540,)).numpy()
-    result = evaluate(model, val, batch_size=128, amp_dtype=torch.bfloat16 if amp else None)
+    result = evaluate(model, val, batch_size=128, device=DEVICE, amp_dtype=torch.bfloat16 if amp else None)
     print(f"evaluation (111,540 tokens, batch 128, inference mode): {result.tokens_per_s:,.0f} tokens/s = "
           f"{result.tokens_per_s / train_rate:.1f}x training throughput")
     model.eval()
     rates = {path: generation_tokens_per_s(model, 2000, path) for path in ("generate", "multinomial", "fused")}
-    print(f"generation, batch 1, carried state, {torch.get_num_threads()} threads: "
+    print(f"generation, batch 1, carried state, {where}: "
           f"{rates['generate']:,.0f} tokens/s with charlm's generate(), {rates['multinomial']:,.0f} with torch.multinomial "
           f"({rates['generate'] / rates['multinomial']:.2f}x), {rates['fused']:,.0f} calling the fused module per "
           f"token ({rates['generate'] / rates['fused']:.2f}x)")
