@@ -135,7 +135,7 @@ Examples:
 @click.option("--no-cache", is_flag=True, help="Tokenize in memory, never into a token cache.")
 @click.option("--cell", type=click.Choice(CELLS), default=None, help="Recurrent cell.  [default: by --time-budget: lstm up to 2m, gru above; lstm for --epochs or --max-steps]")
 @click.option("--layers", "num_layers", type=int, default=MODEL_DEFAULTS.num_layers, show_default=True, help="Stacked recurrent layers.")
-@click.option("--hidden", "hidden_size", type=int, default=MODEL_DEFAULTS.hidden_size, show_default=True, help="Hidden units per layer.")
+@click.option("--hidden", "hidden_size", type=int, default=None, help="Hidden units per layer.  [default: by --time-budget: 384 above 2m up to 10m, else 256]")
 @click.option("--embed", "embed_size", type=int, default=MODEL_DEFAULTS.embed_size, show_default=True, help="Embedding size; 0 = one-hot input.")
 @click.option("--dropout", type=float, default=None, help="Dropout between layers and before the decoder.  [default: 0.1 for a --time-budget up to 2m, else 0.2]")
 @click.option("--dropout-kind", type=click.Choice(DROPOUT_KINDS), default=MODEL_DEFAULTS.dropout_kind, show_default=True, help="standard: a fresh mask every time step; locked: one mask per sequence for the whole window (a 1.1-1.2x faster LSTM step on CPU).")
@@ -165,9 +165,10 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
     """Train a model on CORPUS: one or more text files (gzip, bz2 and xz too), folders, shipped corpus
     names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
     trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
-    Without --cell, --dropout and --weight-decay, the time budget picks them: up to 2 minutes an LSTM
-    with dropout 0.1, longer a GRU with dropout 0.2, both with weight decay 0.1, as measured best for
-    those budgets (docs/performance.md).
+    Without --cell, --hidden, --dropout and --weight-decay, the time budget picks them: up to 2 minutes an
+    LSTM of 256 units with dropout 0.1; up to 10 minutes a GRU of 384 units, longer a GRU of 256 units,
+    both with dropout 0.2; all with weight decay 0.1, as measured best for those budgets
+    (docs/performance.md).
 
     The corpus is split contiguously by characters (the last 10% validates), a
     character, byte or subword vocabulary is built from the training part only,

@@ -317,6 +317,16 @@ def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, ce
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == lr
 
 
+@pytest.mark.parametrize("args, model", [(["--time-budget", "2m"], "LSTM 1×256"), (["--time-budget", "5m"], "GRU 1×384"),
+                                         (["--time-budget", "10m"], "GRU 1×384"), (["--time-budget", "11m"], "GRU 1×256"),
+                                         (["--time-budget", "5m", "--hidden", "64"], "GRU 1×64"), ([], "LSTM 1×256")])
+def test_the_default_width_depends_on_the_time_budget(tiny_corpus, tmp_path, args, model):
+    result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "1", "--embed", "4", "--layers", "1",
+                    "--batch-size", "2", "--seq-len", "8", *args)
+    assert result.exit_code == 0, result.output
+    assert f"run: {model}," in result.stderr
+
+
 @pytest.mark.parametrize("args, cell, dropout, decay", [(["--time-budget", "60s"], "lstm", 0.1, 0.1),
                                                         (["--time-budget", "2m"], "lstm", 0.1, 0.1),
                                                         (["--time-budget", "5m"], "gru", 0.2, 0.1),
