@@ -135,7 +135,7 @@ Examples:
 @click.option("--no-cache", is_flag=True, help="Tokenize in memory, never into a token cache.")
 @click.option("--cell", type=click.Choice(CELLS), default=None, help="Recurrent cell.  [default: by --time-budget: lstm up to 2m, gru above; lstm for --epochs or --max-steps]")
 @click.option("--layers", "num_layers", type=int, default=MODEL_DEFAULTS.num_layers, show_default=True, help="Stacked recurrent layers.")
-@click.option("--hidden", "hidden_size", type=int, default=None, help="Hidden units per layer.  [default: by --time-budget: 384 above 2m up to 10m, else 256]")
+@click.option("--hidden", "hidden_size", type=int, default=None, help="Hidden units per layer.  [default: --embed's size with --tie-weights, else by --time-budget: 384 above 2m up to 10m, else 256]")
 @click.option("--embed", "embed_size", type=int, default=MODEL_DEFAULTS.embed_size, show_default=True, help="Embedding size; 0 = one-hot input.")
 @click.option("--dropout", type=float, default=None, help="Dropout between layers and before the decoder.  [default: 0.1 for a --time-budget up to 2m, else 0.2]")
 @click.option("--dropout-kind", type=click.Choice(DROPOUT_KINDS), default=MODEL_DEFAULTS.dropout_kind, show_default=True, help="standard: a fresh mask every time step; locked: one mask per sequence for the whole window (a 1.1-1.2x faster LSTM step on CPU).")
@@ -197,6 +197,8 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
         source = Source(tuple(corpus) or (DEFAULT_CORPUS,), glob, encoding_errors, hf_split, text_column)
         if options["epochs"] is None and options["max_steps"] is None and options["time_budget"] is None:
             options["time_budget"] = DEFAULT_TIME_BUDGET
+        if options["tie_weights"] and options["hidden_size"] is None:
+            options["hidden_size"] = options["embed_size"]  # the one width that tied weights allow
         for name, value in budget_preset(options["time_budget"]).items():
             if options[name] is None:  # not given: the setting measured best for this budget
                 options[name] = value

@@ -319,7 +319,8 @@ def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, ce
 
 @pytest.mark.parametrize("args, model", [(["--time-budget", "2m"], "LSTM 1×256"), (["--time-budget", "5m"], "GRU 1×384"),
                                          (["--time-budget", "10m"], "GRU 1×384"), (["--time-budget", "11m"], "GRU 1×256"),
-                                         (["--time-budget", "5m", "--hidden", "64"], "GRU 1×64"), ([], "LSTM 1×256")])
+                                         (["--time-budget", "5m", "--hidden", "64"], "GRU 1×64"), ([], "LSTM 1×256"),
+                                         (["--time-budget", "5m", "--tie-weights"], "GRU 1×4")])  # the width of --embed 4
 def test_the_default_width_depends_on_the_time_budget(tiny_corpus, tmp_path, args, model):
     result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "1", "--embed", "4", "--layers", "1",
                     "--batch-size", "2", "--seq-len", "8", *args)
