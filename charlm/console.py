@@ -30,6 +30,11 @@ def info(message: str) -> None:
     err.print(message, highlight=False)
 
 
+def weight_decay_clause(optimizer: str, weight_decay: float) -> str:
+    """'weight decay 0.1, ' for a run's settings line under AdamW; '' under SGD, which has none."""
+    return f"weight decay {weight_decay:g}, " if optimizer == "adamw" else ""
+
+
 def fmt(value: float, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"

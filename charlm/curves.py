@@ -15,7 +15,7 @@ import statistics
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from charlm import checkpoint
+from charlm import checkpoint, console
 from charlm.errors import CharlmError
 
 
@@ -77,7 +77,7 @@ def summary_rows(curves: Curves) -> list[tuple[str, str]]:
     """(name, value) rows: the run's settings and its best figures."""
     info, m, t = curves.info, curves.info["model"], curves.info["train"]
     corpus = info.get("corpus", {})
-    decay = f"weight decay {t['weight_decay']:g}, " if t["optimizer"] == "adamw" else ""  # SGD has none
+    decay = console.weight_decay_clause(t["optimizer"], t["weight_decay"])
     rows = [
         ("run folder", str(curves.run_dir)),
         ("model", f"{m['cell'].upper()} {m['num_layers']}×{m['hidden_size']}, embed {m['embed_size']}, "

@@ -306,7 +306,7 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
     processes = f" × {trainer.world.size} processes" if trainer.world.is_distributed else ""
     m = model.config
     locked = " locked" if m.dropout_kind == "locked" else ""
-    decay = f"weight decay {c.weight_decay:g}, " if c.optimizer == "adamw" else ""  # SGD has none
+    decay = console.weight_decay_clause(c.optimizer, c.weight_decay)
     console.info(
         f"[bold]{run_dir}[/]: {m.cell.upper()} {m.num_layers}×{m.hidden_size}, "
         f"{model.num_parameters():,} parameters, vocab {trainer.model.vocab_size}, "
