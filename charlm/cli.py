@@ -117,7 +117,7 @@ Examples:
   torchrun --standalone --nproc_per_node 2 -m charlm train shakespeare --time-budget 5m   # 2 processes
 """)
 @click.argument("corpus", nargs=-1)
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Run folder (default: checkpoints/<corpus>-<cell>-<time>).")
+@click.option("-o", "--out", type=click.Path(path_type=Path), help="Run folder (default: checkpoints/<corpus>-<cell>-<time>, with -<level> after <corpus> for byte and subword runs).")
 @click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder exactly where it stopped, with its own corpus and settings.")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--val", "val_source", help="Validation text file (default: the last --val-fraction of the corpus).")
@@ -135,10 +135,11 @@ Examples:
 @click.option("--no-cache", is_flag=True, help="Tokenize in memory, never into a token cache.")
 @click.option("--cell", type=click.Choice(CELLS), default=None, help="Recurrent cell.  [default: by --time-budget: lstm up to 2m, gru above; lstm for --epochs or --max-steps]")
 @click.option("--layers", "num_layers", type=int, default=MODEL_DEFAULTS.num_layers, show_default=True, help="Stacked recurrent layers.")
-@click.option("--hidden", "hidden_size", type=int, default=None, help="Hidden units per layer.  [default: --embed's size with --tie-weights, else by --time-budget: 384 above 2m up to 10m, else 256]")
+@click.option("--hidden", "hidden_size", type=int, default=None, help="Hidden units per layer.  [default: --embed's size with --tie-weights, else by --time-budget: 256 up to 2m, 384 above; 256 for --epochs or --max-steps]")
 @click.option("--embed", "embed_size", type=int, default=MODEL_DEFAULTS.embed_size, show_default=True, help="Embedding size; 0 = one-hot input.")
 @click.option("--dropout", type=float, default=None, help="Dropout between layers and before the decoder.  [default: 0.1 for a --time-budget up to 2m, else 0.2]")
 @click.option("--dropout-kind", type=click.Choice(DROPOUT_KINDS), default=MODEL_DEFAULTS.dropout_kind, show_default=True, help="standard: a fresh mask every time step; locked: one mask per sequence for the whole window (a 1.1-1.2x faster LSTM step on CPU).")
+@click.option("--weight-drop", type=float, default=None, help="Weight drop (DropConnect): the share of the recurrent weights W_h zeroed at each training step, one mask for the whole batch.  [default: 0.3 for a --time-budget above 10m, else 0]")
 @click.option("--tie-weights", is_flag=True, help="Share the embedding and decoder matrices (needs --embed = --hidden).")
 @click.option("--impl", type=click.Choice(IMPLS), default=MODEL_DEFAULTS.impl, show_default=True, help="fused: torch's kernels; reference: the course equations over an explicit time loop (same weights, slower; docs/cells.md).")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, show_default=True, help="Parallel streams per step.")
@@ -158,16 +159,16 @@ Examples:
 @click.option("--seed", type=int, default=TRAIN_DEFAULTS.seed, show_default=True)
 @click.option("--precision", type=click.Choice(PRECISIONS), default=TRAIN_DEFAULTS.precision, show_default=True, help="auto uses bf16 autocast where the hardware has fast bf16, and fp16 with loss scaling on GPUs without bf16.")
 @click.option("--compile", is_flag=True, help="torch.compile the training forward pass (first steps are slower while it compiles).")
-@click.option("--deterministic", is_flag=True, help="Bit-reproducible runs and resumes on CPU (about 30% slower: no oneDNN RNN kernels).")
+@click.option("--deterministic", is_flag=True, help="Bit-reproducible runs and resumes on CPU (30-40% slower: no oneDNN RNN kernels).")
 @device_option
 def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_split, text_column, level, vocab_size,
           model_type, normalize, cache_dir, no_cache, save_every, device, **options):
     """Train a model on CORPUS: one or more text files (gzip, bz2 and xz too), folders, shipped corpus
     names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
     trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
-    Without --cell, --hidden, --dropout and --weight-decay, the time budget picks them: up to 2 minutes an
-    LSTM of 256 units with dropout 0.1; up to 10 minutes a GRU of 384 units, longer a GRU of 256 units,
-    both with dropout 0.2; all with weight decay 0.1, as measured best for those budgets
+    Without --cell, --hidden, --dropout, --weight-drop and --weight-decay, the time budget picks them: up to
+    2 minutes an LSTM of 256 units with dropout 0.1; above, a GRU of 384 units with dropout 0.2, and beyond
+    10 minutes weight drop 0.3 as well; all with weight decay 0.1, as measured best for those budgets
     (docs/performance.md).
 
     The corpus is split contiguously by characters (the last 10% validates), a

@@ -231,7 +231,7 @@ COMMANDS.append(score)
 Examples:
   charlm inspect checkpoints/shakespeare speech.txt --html units.html
   charlm inspect checkpoints/shakespeare speech.txt --feature line_position --top 3
-  charlm inspect checkpoints/shakespeare --text "ROMEO: Ay me! sad hours seem long." --units 1:42,7 --state c
+  charlm inspect checkpoints/shakespeare-lstm --text "ROMEO: Ay me! sad hours seem long." --units 1:42,7 --state c
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("file", required=False, type=click.Path(path_type=Path))

@@ -35,6 +35,12 @@ def weight_decay_clause(optimizer: str, weight_decay: float) -> str:
     return f"weight decay {weight_decay:g}, " if optimizer == "adamw" else ""
 
 
+def dropout_clause(dropout: float, kind: str = "standard", weight_drop: float = 0.0) -> str:
+    """'dropout 0.2', 'dropout 0.2 locked', 'dropout 0.2, weight drop 0.3': a model's regularisation in words."""
+    words = f"dropout {dropout:g}{' locked' if kind == 'locked' else ''}"
+    return words + (f", weight drop {weight_drop:g}" if weight_drop else "")
+
+
 def fmt(value: float, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "–"

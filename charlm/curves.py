@@ -81,7 +81,7 @@ def summary_rows(curves: Curves) -> list[tuple[str, str]]:
     rows = [
         ("run folder", str(curves.run_dir)),
         ("model", f"{m['cell'].upper()} {m['num_layers']}×{m['hidden_size']}, embed {m['embed_size']}, "
-                  f"dropout {m['dropout']:g}{' locked' if m.get('dropout_kind') == 'locked' else ''}"
+                  f"{console.dropout_clause(m['dropout'], m.get('dropout_kind'), m.get('weight_drop', 0.0))}"
                   f"{', tied' if m.get('tie_weights') else ''}"),
         ("corpus", f"{corpus.get('source', '?')} ({corpus.get('train_characters', 0):,} training characters)"),
         ("tokenizer", f"{info['tokenizer'].get('kind', '?')}, vocabulary {info['tokenizer'].get('vocab_size', '?')}"),

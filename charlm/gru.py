@@ -42,10 +42,13 @@ import torch.nn as nn
 from torch.autograd.function import once_differentiable
 
 
-def gru_layer(layer: nn.GRU, x: torch.Tensor, state: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+def gru_layer(
+    layer: nn.GRU, x: torch.Tensor, state: torch.Tensor | None, weights: list[torch.Tensor] | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Run a one-layer, batch-first nn.GRU's weights: x (B, T, I), state (1, B, H) or None → (B, T, H), (1, B, H).
 
-    The function of ``layer(x, state)``, outputs in the weights' dtype. Under
+    The function of ``layer(x, state)``, outputs in the weights' dtype. ``weights`` ([w_ih, w_hh, b_ih,
+    b_hh]) stand in for the layer's own, e.g. with DropConnect on w_hh; gradients flow back through them. Under
     CPU autocast (float32 weights) the matrix products run in the autocast
     dtype and the gates and the state in float32 (nn.GRU keeps its state in
     float32 too, and rounds its gates to bf16). Differentiable once; the
@@ -57,7 +60,7 @@ def gru_layer(layer: nn.GRU, x: torch.Tensor, state: torch.Tensor | None) -> tup
     if torch.is_autocast_enabled("cpu") and h0.dtype == torch.float32:  # autocast leaves float64 alone
         products = torch.get_autocast_dtype("cpu")
     with torch.autocast("cpu", enabled=False):
-        out, h = _GRUWindow.apply(x.to(h0.dtype), h0, products, *layer.all_weights[0])
+        out, h = _GRUWindow.apply(x.to(h0.dtype), h0, products, *(weights or layer.all_weights[0]))
     return out, h[None]
 
 

@@ -17,7 +17,12 @@ Dropout acts on each layer's output (on its way to the next layer, and on the
 top layer's on its way to the decoder). "locked" dropout (Gal & Ghahramani
 2016; Merity et al. 2018) draws one mask per sequence and keeps it for every
 time step of the window; "standard" draws a fresh mask per time step, as torch's
-stacked modules do. docs/performance.md measures both.
+stacked modules do. docs/performance.md measures both. Weight drop (DropConnect
+on the recurrent weights W_h, Wan et al. 2013; Merity et al. 2018's AWD-LSTM)
+zeroes a share of W_h's entries, one mask per training step shared by every
+stream and time step, so the recurrence itself cannot rely on any one
+connection. It is what lets a wider model train for long on a small corpus
+without overfitting.
 
 The model maps ids (B, T) and a carried state to logits (B, T, V) and the new
 state; it knows nothing of characters, losses or files.
@@ -90,6 +95,7 @@ class RNNLM(nn.Module):
         )
         self.time_rnn = TimeRNN(config.cell)  # the reference path; no weights of its own
         self.drop = LockedDropout(config.dropout) if config.dropout_kind == "locked" else StandardDropout(config.dropout)
+        self.weight_drop = StandardDropout(config.weight_drop)  # applied to W_h, not to activations
         self.decoder = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:
             # Press & Wolf (2017), "Using the Output Embedding to Improve Language Models".
@@ -111,6 +117,11 @@ class RNNLM(nn.Module):
         """Each layer's [w_ih, w_hh, b_ih, b_hh], bottom layer first: the weights charlm.cells takes."""
         return [layer.all_weights[0] for layer in self.layers]
 
+    def _forward_weights(self, layer: nn.RNNBase, drop_connect: bool) -> Weights:
+        """The layer's [w_ih, w_hh, b_ih, b_hh] for one forward pass; with drop_connect, w_hh under a fresh mask."""
+        w_ih, w_hh, b_ih, b_hh = layer.all_weights[0]
+        return [w_ih, self.weight_drop(w_hh) if drop_connect else w_hh, b_ih, b_hh]
+
     def init_state(self, batch_size: int, device: torch.device | str = "cpu") -> State:
         """Zero state for ``batch_size`` streams."""
         shape = (self.config.num_layers, batch_size, self.config.hidden_size)
@@ -127,12 +138,16 @@ class RNNLM(nn.Module):
         """ids (B, T) int64, state or None (zeros) → logits (B, T, V), new state."""
         x = self.embed(ids)  # (B, T, E)
         new = []
+        drop_connect = self.training and self.config.weight_drop > 0
         for i, layer in enumerate(self.layers):
             s = None if state is None else layer_state(state, i)
+            weights = self._forward_weights(layer, drop_connect)
             if self.config.impl == "reference":
-                x, s = self.time_rnn(x, s, layer.all_weights)  # (B, T, H)
+                x, s = self.time_rnn(x, s, [weights])  # (B, T, H)
             elif self.config.cell == "gru" and x.device.type == "cpu" and torch.is_grad_enabled():
-                x, s = gru_layer(layer, x, s)  # (B, T, H); nn.GRU's function, faster to train on CPU
+                x, s = gru_layer(layer, x, s, weights)  # (B, T, H); nn.GRU's function, faster to train on CPU
+            elif drop_connect:  # the fused kernel on the dropped W_hh, gradients flowing back through the mask
+                x, s = torch.func.functional_call(layer, {"weight_hh_l0": weights[1]}, (x, s))
             else:
                 x, s = layer(x, s)  # (B, T, H)
             x = self.drop(x)

@@ -305,13 +305,12 @@ def train_and_render(setup: TrainSetup, save_every: int | None = None) -> int:
     fit_threads(threads.start() if threads else None)
     processes = f" × {trainer.world.size} processes" if trainer.world.is_distributed else ""
     m = model.config
-    locked = " locked" if m.dropout_kind == "locked" else ""
     decay = console.weight_decay_clause(c.optimizer, c.weight_decay)
     console.info(
         f"[bold]{run_dir}[/]: {m.cell.upper()} {m.num_layers}×{m.hidden_size}, "
         f"{model.num_parameters():,} parameters, vocab {trainer.model.vocab_size}, "
         f"{len(trainer.train_ids):,} training tokens, batch {c.batch_size} × seq {c.seq_len}, "
-        f"lr {c.lr:g}, dropout {m.dropout:g}{locked}, {decay}"
+        f"lr {c.lr:g}, {console.dropout_clause(m.dropout, m.dropout_kind, m.weight_drop)}, {decay}"
         f"device {trainer.device.type}{processes}, {c.precision}{', compiled' if c.compile else ''}"
     )
     last_step: StepReport | None = None

@@ -318,7 +318,7 @@ def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, ce
 
 
 @pytest.mark.parametrize("args, model", [(["--time-budget", "2m"], "LSTM 1×256"), (["--time-budget", "5m"], "GRU 1×384"),
-                                         (["--time-budget", "10m"], "GRU 1×384"), (["--time-budget", "11m"], "GRU 1×256"),
+                                         (["--time-budget", "10m"], "GRU 1×384"), (["--time-budget", "11m"], "GRU 1×384"),
                                          (["--time-budget", "5m", "--hidden", "64"], "GRU 1×64"), ([], "LSTM 1×256"),
                                          (["--time-budget", "5m", "--tie-weights"], "GRU 1×4")])  # the width of --embed 4
 def test_the_default_width_depends_on_the_time_budget(tiny_corpus, tmp_path, args, model):
@@ -328,25 +328,34 @@ def test_the_default_width_depends_on_the_time_budget(tiny_corpus, tmp_path, arg
     assert f"run: {model}," in result.stderr
 
 
-@pytest.mark.parametrize("args, cell, dropout, decay", [(["--time-budget", "60s"], "lstm", 0.1, 0.1),
-                                                        (["--time-budget", "2m"], "lstm", 0.1, 0.1),
-                                                        (["--time-budget", "5m"], "gru", 0.2, 0.1),
-                                                        ([], "lstm", 0.2, 0.01),  # bounded by --max-steps only
-                                                        (["--epochs", "1"], "lstm", 0.2, 0.01),
-                                                        (["--time-budget", "60s", "--dropout", "0.3"], "lstm", 0.3, 0.1),
-                                                        (["--time-budget", "5m", "--cell", "lstm"], "lstm", 0.2, 0.1),
-                                                        (["--time-budget", "5m", "--weight-decay", "0"], "gru", 0.2, 0)])
+@pytest.mark.parametrize("args, cell, dropout, drop_w, decay", [
+    (["--time-budget", "60s"], "lstm", 0.1, 0, 0.1),
+    (["--time-budget", "2m"], "lstm", 0.1, 0, 0.1),
+    (["--time-budget", "5m"], "gru", 0.2, 0, 0.1),
+    (["--time-budget", "10m"], "gru", 0.2, 0, 0.1),
+    (["--time-budget", "30m"], "gru", 0.2, 0.3, 0.1),
+    ([], "lstm", 0.2, 0, 0.01),  # bounded by --max-steps only
+    (["--epochs", "1"], "lstm", 0.2, 0, 0.01),
+    (["--time-budget", "60s", "--dropout", "0.3"], "lstm", 0.3, 0, 0.1),
+    (["--time-budget", "5m", "--cell", "lstm"], "lstm", 0.2, 0, 0.1),
+    (["--time-budget", "5m", "--weight-decay", "0"], "gru", 0.2, 0, 0),
+    (["--time-budget", "5m", "--weight-drop", "0.25"], "gru", 0.2, 0.25, 0.1),
+    (["--time-budget", "1h", "--weight-drop", "0"], "gru", 0.2, 0, 0.1),
+])
 def test_the_default_cell_dropout_and_weight_decay_depend_on_the_time_budget(tiny_corpus, tmp_path, args, cell,
-                                                                              dropout, decay):
+                                                                              dropout, drop_w, decay):
     out = tmp_path / "run"
     result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "1", "--hidden", "8", "--embed", "4",
                     "--layers", "1", "--batch-size", "2", "--seq-len", "8", *args)
     assert result.exit_code == 0, result.output
     config = json.loads((out / "config.json").read_text())
-    assert (config["model"]["cell"], config["model"]["dropout"], config["train"]["weight_decay"]) == (cell, dropout, decay)
+    model = config["model"]
+    assert (model["cell"], model["dropout"], model["weight_drop"], config["train"]["weight_decay"]) == (
+        cell, dropout, drop_w, decay)
     lr = {"lstm": "0.01", "gru": "0.003"}[cell]
     assert f"{cell.upper()} 1×8" in result.stderr
-    assert f"lr {lr}, dropout {dropout:g}, weight decay {decay:g}, device" in result.stderr
+    drop_words = f"dropout {dropout:g}" + (f", weight drop {drop_w:g}" if drop_w else "")
+    assert f"lr {lr}, {drop_words}, weight decay {decay:g}, device" in result.stderr
 
 
 def test_empty_corpus_is_refused(tmp_path):

@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 import torch
 
@@ -134,3 +136,44 @@ def test_standard_dropout_zeroes_a_fraction_p_and_scales_the_rest():
     y.backward(torch.ones_like(y))
     torch.testing.assert_close(x.grad, y.detach())  # the gradient passes through the same mask and scale
     assert torch.equal(drop.eval()(x), x)  # off in eval
+
+
+def _w_hh_masks(model: RNNLM, seed: int) -> list[torch.Tensor]:
+    """The masks a training forward pass under ``seed`` draws for each layer's W_hh, scale included."""
+    torch.manual_seed(seed)
+    return [model.weight_drop(torch.ones_like(layer.weight_hh_l0)) for layer in model.layers]
+
+
+@pytest.mark.parametrize("cell, impl", [(c, "fused") for c in CELLS] + [("gru", "reference"), ("lstm", "reference")])
+def test_weight_drop_runs_the_model_on_one_masked_recurrent_matrix_per_layer(cell, impl):
+    torch.manual_seed(0)
+    config = ModelConfig(cell=cell, num_layers=2, hidden_size=6, embed_size=4, dropout=0.0, weight_drop=0.5, impl=impl)
+    model = RNNLM(config, vocab_size=7).train()
+    ids = torch.randint(0, 7, (3, 5))
+    masks = _w_hh_masks(model, seed=1)
+    assert all(set(m.unique().tolist()) == {0.0, 2.0} for m in masks)  # dropped, or kept and scaled by 1 / (1 - p)
+    torch.manual_seed(1)
+    dropped, _ = model(ids)
+    dropped.sum().backward()
+
+    by_hand = RNNLM(dataclasses.replace(config, weight_drop=0.0), vocab_size=7)
+    by_hand.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        for layer, mask in zip(by_hand.layers, masks):
+            layer.weight_hh_l0.mul_(mask)
+    torch.testing.assert_close(dropped, by_hand(ids)[0])
+    for layer, mask in zip(model.layers, masks):
+        grad = layer.weight_hh_l0.grad
+        assert grad is not None and grad.abs().sum() > 0
+        assert torch.all(grad[mask == 0] == 0)  # a dropped connection learns nothing this step
+
+    plain = RNNLM(dataclasses.replace(config, weight_drop=0.0), vocab_size=7).eval()
+    plain.load_state_dict(model.state_dict())
+    torch.testing.assert_close(model.eval()(ids)[0], plain(ids)[0])  # outside training, the weights as they are
+
+
+def test_weight_drop_is_checked_and_older_configs_have_none():
+    old = {k: v for k, v in ModelConfig().to_dict().items() if k != "weight_drop"}
+    assert ModelConfig.from_dict(old).weight_drop == 0.0
+    with pytest.raises(ConfigError, match=r"--weight-drop must be in \[0, 1\), got 1.0"):
+        ModelConfig(weight_drop=1.0)

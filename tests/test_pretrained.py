@@ -38,12 +38,13 @@ def test_files_match_the_recorded_command():
     ctx = cli.commands["train"].make_context("train", words[2:])
     params = ctx.params
     model = ModelConfig.from_dict(info["model"])
-    preset = budget_preset(params["time_budget"])  # cell, width, dropout and weight decay were left to the budget
+    preset = budget_preset(params["time_budget"])  # cell, width, dropouts and weight decay were left to the budget
     assert params["cell"] is None and params["dropout"] is None and params["time_budget"] is None
+    assert params["weight_drop"] is None
     assert params["hidden_size"] is None
     assert params["weight_decay"] is None and TrainConfig.from_dict(info["train"]).weight_decay == preset["weight_decay"]
     assert model == ModelConfig(cell=preset["cell"], num_layers=params["num_layers"], hidden_size=preset["hidden_size"],
-                                embed_size=params["embed_size"], dropout=preset["dropout"],
+                                embed_size=params["embed_size"], dropout=preset["dropout"], weight_drop=preset["weight_drop"],
                                 dropout_kind=params["dropout_kind"], tie_weights=params["tie_weights"])
     assert model == ModelConfig()  # trained with the default settings
     train = TrainConfig.from_dict(info["train"])
