@@ -137,9 +137,9 @@ Examples:
 @click.option("--layers", "num_layers", type=int, default=MODEL_DEFAULTS.num_layers, show_default=True, help="Stacked recurrent layers.")
 @click.option("--hidden", "hidden_size", type=int, default=None, help="Hidden units per layer.  [default: --embed's size with --tie-weights, else by --time-budget: 256 up to 2m, 384 above; 256 for --epochs or --max-steps]")
 @click.option("--embed", "embed_size", type=int, default=MODEL_DEFAULTS.embed_size, show_default=True, help="Embedding size; 0 = one-hot input.")
-@click.option("--dropout", type=float, default=None, help="Dropout between layers and before the decoder.  [default: 0.1 for a --time-budget up to 2m, else 0.2]")
+@click.option("--dropout", type=float, default=None, help="Dropout between layers and before the decoder.  [default: 0.1 for a --time-budget up to 10m, else 0.2]")
 @click.option("--dropout-kind", type=click.Choice(DROPOUT_KINDS), default=MODEL_DEFAULTS.dropout_kind, show_default=True, help="standard: a fresh mask every time step; locked: one mask per sequence for the whole window (a 1.1-1.2x faster LSTM step on CPU).")
-@click.option("--weight-drop", type=float, default=None, help="Weight drop (DropConnect): the share of the recurrent weights W_h zeroed at each training step, one mask for the whole batch.  [default: 0.3 for a --time-budget above 10m, else 0]")
+@click.option("--weight-drop", type=float, default=None, help="Weight drop (DropConnect): the share of the recurrent weights W_h zeroed at each training step, one mask for the whole batch.  [default: by --time-budget: 0 up to 2m, 0.1 up to 10m, 0.3 above; 0 for --epochs or --max-steps]")
 @click.option("--tie-weights", is_flag=True, help="Share the embedding and decoder matrices (needs --embed = --hidden).")
 @click.option("--impl", type=click.Choice(IMPLS), default=MODEL_DEFAULTS.impl, show_default=True, help="fused: torch's kernels; reference: the course equations over an explicit time loop (same weights, slower; docs/cells.md).")
 @click.option("-b", "--batch-size", type=int, default=TRAIN_DEFAULTS.batch_size, show_default=True, help="Parallel streams per step.")
@@ -167,9 +167,9 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
     names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
     trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
     Without --cell, --hidden, --dropout, --weight-drop and --weight-decay, the time budget picks them: up to
-    2 minutes an LSTM of 256 units with dropout 0.1; above, a GRU of 384 units with dropout 0.2, and beyond
-    10 minutes weight drop 0.3 as well; all with weight decay 0.1, as measured best for those budgets
-    (docs/performance.md).
+    2 minutes an LSTM of 256 units with dropout 0.1; up to 10 minutes a GRU of 384 units with dropout 0.1 and
+    weight drop 0.1; beyond, the same GRU with dropout 0.2 and weight drop 0.3; all with weight decay 0.1, as
+    measured best for those budgets (docs/performance.md).
 
     The corpus is split contiguously by characters (the last 10% validates), a
     character, byte or subword vocabulary is built from the training part only,

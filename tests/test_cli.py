@@ -331,15 +331,15 @@ def test_the_default_width_depends_on_the_time_budget(tiny_corpus, tmp_path, arg
 @pytest.mark.parametrize("args, cell, dropout, drop_w, decay", [
     (["--time-budget", "60s"], "lstm", 0.1, 0, 0.1),
     (["--time-budget", "2m"], "lstm", 0.1, 0, 0.1),
-    (["--time-budget", "5m"], "gru", 0.2, 0, 0.1),
-    (["--time-budget", "10m"], "gru", 0.2, 0, 0.1),
+    (["--time-budget", "5m"], "gru", 0.1, 0.1, 0.1),
+    (["--time-budget", "10m"], "gru", 0.1, 0.1, 0.1),
     (["--time-budget", "30m"], "gru", 0.2, 0.3, 0.1),
     ([], "lstm", 0.2, 0, 0.01),  # bounded by --max-steps only
     (["--epochs", "1"], "lstm", 0.2, 0, 0.01),
     (["--time-budget", "60s", "--dropout", "0.3"], "lstm", 0.3, 0, 0.1),
-    (["--time-budget", "5m", "--cell", "lstm"], "lstm", 0.2, 0, 0.1),
-    (["--time-budget", "5m", "--weight-decay", "0"], "gru", 0.2, 0, 0),
-    (["--time-budget", "5m", "--weight-drop", "0.25"], "gru", 0.2, 0.25, 0.1),
+    (["--time-budget", "5m", "--cell", "lstm"], "lstm", 0.1, 0.1, 0.1),
+    (["--time-budget", "5m", "--weight-decay", "0"], "gru", 0.1, 0.1, 0),
+    (["--time-budget", "5m", "--weight-drop", "0.25", "--dropout", "0.3"], "gru", 0.3, 0.25, 0.1),
     (["--time-budget", "1h", "--weight-drop", "0"], "gru", 0.2, 0, 0.1),
 ])
 def test_the_default_cell_dropout_and_weight_decay_depend_on_the_time_budget(tiny_corpus, tmp_path, args, cell,
