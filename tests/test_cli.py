@@ -342,8 +342,8 @@ def test_the_default_width_depends_on_the_time_budget(tiny_corpus, tmp_path, arg
     (["--time-budget", "5m", "--weight-drop", "0.25", "--dropout", "0.3"], "gru", 0.3, 0.25, 0.1),
     (["--time-budget", "1h", "--weight-drop", "0"], "gru", 0.2, 0, 0.1),
 ])
-def test_the_default_cell_dropout_and_weight_decay_depend_on_the_time_budget(tiny_corpus, tmp_path, args, cell,
-                                                                              dropout, drop_w, decay):
+def test_the_default_cell_dropouts_and_weight_decay_depend_on_the_time_budget(tiny_corpus, tmp_path, args, cell,
+                                                                               dropout, drop_w, decay):
     out = tmp_path / "run"
     result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "1", "--hidden", "8", "--embed", "4",
                     "--layers", "1", "--batch-size", "2", "--seq-len", "8", *args)
