@@ -33,9 +33,9 @@ import torch
 
 from charlm.config import ModelConfig
 from charlm.model import RNNLM
-from charlm.repl import Repl, _LiveView, step_threads
+from charlm.cli.repl import Repl, _LiveView, step_threads
 from charlm.session import Session
-from charlm.tokenizer import CharTokenizer
+from charlm.tokenizers import CharTokenizer
 
 PASSAGE = ("First Citizen:\nBefore we proceed any further, hear me speak.\n\nAll:\nSpeak, speak.\n\n"
            "First Citizen:\nYou are all resolved rather to die than to famish?\n\nAll:\nResolved. resolved.\n")

@@ -31,7 +31,7 @@ SHIPPED = Path(__file__).resolve().parents[1] / "corpora" / "shakespeare.txt"
 PREPARE = """
 import json, resource, sys, time
 from charlm import data
-from charlm.tokenizer import TokenizerSpec
+from charlm.tokenizers import TokenizerSpec
 start, stages, last = time.perf_counter(), {}, None
 steps = data.prepare_steps(sys.argv[1], 0.1, spec=TokenizerSpec(level=sys.argv[3]), cache_dir=sys.argv[2],
                            cache_min_bytes=0)

@@ -128,7 +128,7 @@ class TimeRNN(nn.Module):
         """Yield (h_t of the top layer (B, H), state after step t) for t = 1 … T of x (B, T, I).
 
         Each h_t is the very tensor the next step computes from, so a caller can
-        keep it and ask for d loss / d h_t (charlm.diagnose does).
+        keep it and ask for d loss / d h_t (charlm.explore.diagnose does).
         """
         if state is None:
             state = self.zero_state(x, weights)

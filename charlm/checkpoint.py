@@ -25,6 +25,7 @@ import os
 import re
 import tempfile
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ from charlm import __version__
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import CharlmError, CheckpointError
 from charlm.model import RNNLM, State
-from charlm.tokenizer import CharTokenizer, tokenizer_from_dict
+from charlm.tokenizers import Tokenizer, tokenizer_from_dict
 
 FORMAT_VERSION = 2  # 2: one recurrent module per layer (see _upgrade_names)
 CONFIG_FILE = "config.json"
@@ -203,7 +204,7 @@ class Checkpoint:
     """What ``load`` returns: enough to evaluate, sample and resume."""
 
     model: RNNLM
-    tokenizer: CharTokenizer
+    tokenizer: Tokenizer
     model_config: ModelConfig
     train_config: TrainConfig
     info: dict  # the whole config.json
@@ -225,7 +226,38 @@ def is_run_dir(path: Path) -> bool:
     return (Path(path) / CONFIG_FILE).exists()
 
 
-def create_run(run_dir: Path, tokenizer: CharTokenizer, model_config: ModelConfig, train_config: TrainConfig,
+def default_run_dir(corpus: str, level: str, cell: str, now: datetime) -> Path:
+    """checkpoints/<corpus>-<cell>-<time>, with -<level> after <corpus> for byte and subword runs."""
+    stem = re.sub(r"[^\w.-]+", "-", Path(corpus).stem).strip("-") or "corpus"
+    level_part = "" if level == "char" else f"-{level}"
+    return Path("checkpoints") / f"{stem}{level_part}-{cell}-{now:%Y%m%d-%H%M%S}"
+
+
+def check_out_dir(out: Path, force: bool) -> None:
+    """Refuse to write into a folder holding another run (or other files) unless ``force``. Removes nothing:
+    a run being replaced stays whole until the new one is ready to be written (``clear_old_run``)."""
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise CheckpointError(f"--out {out} is a file: pick a folder name")
+    if is_run_dir(out):
+        if force:
+            return
+        if not any((out / name).exists() for name in (LAST_FILE, MODEL_FILE)):
+            raise CheckpointError(f"{out} holds a run that stopped before it saved anything: replace it with --force")
+        raise CheckpointError(f"{out} already holds a run: continue it with --resume {out}, or replace it with --force")
+    if any(out.iterdir()) and not force:
+        raise CheckpointError(f"--out {out} is not empty: pick a new folder, or pass --force to write into it")
+
+
+def clear_old_run(out: Path) -> None:
+    """Remove the files of a run being replaced (--force); other files in the folder stay."""
+    if out.is_dir() and is_run_dir(out):
+        for name in RUN_FILES:
+            (out / name).unlink(missing_ok=True)
+
+
+def create_run(run_dir: Path, tokenizer: Tokenizer, model_config: ModelConfig, train_config: TrainConfig,
                corpus: dict, command: str) -> dict:
     """Write config.json and tokenizer.json for a new run; returns the config dict."""
     run_dir = Path(run_dir)
@@ -329,7 +361,7 @@ def read_config(run_dir: Path) -> dict:
     return info
 
 
-def load_tokenizer(run_dir: Path, info: dict) -> CharTokenizer:
+def load_tokenizer(run_dir: Path, info: dict) -> Tokenizer:
     path = Path(run_dir) / info["tokenizer"].get("file", TOKENIZER_FILE)
     if not path.is_file():
         raise CheckpointError(f"{path} is missing: the run's tokenizer is needed; restore it or retrain")

@@ -4,8 +4,11 @@ Click options take their defaults from these classes and the checkpoint stores
 them as JSON, so a run can be read back and resumed exactly. Validation raises
 ConfigError with a message a user can act on (never ``assert``).
 
-The training defaults were chosen by measurement on tinyshakespeare for a few
-minutes of CPU training; docs/performance.md has the figures and the commands.
+Every default that depends on the situation of a run (its time budget, and the
+cell for the learning rate) is decided in one place: the preset table below and
+``resolve``, which turns the options a user gave into a run's configs. The
+table's rows were chosen by measurement (docs/performance.md); the dataclasses'
+own defaults are the table's row for runs without a time budget.
 """
 
 from __future__ import annotations
@@ -24,9 +27,6 @@ IMPLS = ("fused", "reference")  # torch's fused kernels, or charlm.cells' textbo
 OPTIMIZERS = ("adamw", "sgd")
 PRECISIONS = ("auto", "bf16", "fp16", "fp32")
 UNKNOWN_POLICIES = ("error", "unk", "skip")
-# Peak learning rate by cell when --lr is not given, measured on tinyshakespeare (docs/performance.md):
-# 1e-2 is the LSTM's best, but it makes a GRU's training drift away (gradient norms 30x, loss rising).
-DEFAULT_LR = {"lstm": 1e-2, "gru": 3e-3, "rnn": 3e-3, "rnn-relu": 3e-3}
 
 
 def _from_dict(cls, data: dict[str, Any]):
@@ -40,17 +40,88 @@ def _from_dict(cls, data: dict[str, Any]):
     return cls(**data)
 
 
+# ----- presets: the settings a run gets for the options its user leaves out --------------------------------
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One row of the preset table: the defaults for the runs it applies to."""
+
+    applies: str  # which runs, in words, as --help and the docs say it ("up to 2m")
+    max_budget: float | None  # a --time-budget up to this many seconds; None: any longer one (or none)
+    cell: str
+    hidden_size: int
+    dropout: float
+    weight_drop: float
+    weight_decay: float
+
+
+# The preset-driven fields: ModelConfig / TrainConfig fields whose default comes from a row.
+PRESET_FIELDS = ("cell", "hidden_size", "dropout", "weight_drop", "weight_decay")
+# Runs bounded by --epochs or --max-steps only. Also the dataclasses' own defaults.
+UNBUDGETED = Preset("for --epochs or --max-steps", None, "lstm", 256, 0.2, 0.0, 0.01)
+# Runs with a --time-budget, the first row whose max_budget holds it (docs/performance.md, "Presets").
+BUDGET_PRESETS = (
+    Preset("up to 2m", 120.0, "lstm", 256, 0.1, 0.0, 0.1),
+    Preset("up to 10m", 600.0, "gru", 384, 0.1, 0.1, 0.1),
+    Preset("above 10m", None, "gru", 384, 0.2, 0.3, 0.1),
+)
+# Peak learning rate by cell when --lr is not given: 1e-2 is the LSTM's best, and makes a GRU's training drift away.
+LR_BY_CELL = {"lstm": 1e-2, "gru": 3e-3, "rnn": 3e-3, "rnn-relu": 3e-3}
+DEFAULT_TIME_BUDGET = 300.0  # seconds, for a run given no --epochs, --max-steps or --time-budget
+
+
+def preset_for(time_budget: float | None) -> Preset:
+    """The preset row of a run with this time budget in seconds (None: bounded by epochs or steps only)."""
+    if time_budget is None:
+        return UNBUDGETED
+    return next(row for row in BUDGET_PRESETS if row.max_budget is None or time_budget <= row.max_budget)
+
+
+def preset_help(name: str) -> str:
+    """How preset field ``name`` defaults, for --help: '[default: by --time-budget: lstm up to 2m, gru up to 10m, …]'."""
+    def shown(row: Preset) -> str:
+        value = getattr(row, name)
+        return f"{value:g} {row.applies}" if isinstance(value, float) else f"{value} {row.applies}"
+
+    return f"[default: by --time-budget: {', '.join(map(shown, BUDGET_PRESETS))}; {shown(UNBUDGETED)}]"
+
+
+def resolve(given: dict[str, Any]) -> tuple["ModelConfig", "TrainConfig"]:
+    """The configs of a new run from the options its user gave (``given``: ModelConfig and TrainConfig field
+    names → values; leave out what was not given).
+
+    Without --epochs, --max-steps or --time-budget a run gets DEFAULT_TIME_BUDGET. The time budget picks the
+    preset row for cell, width, dropout, weight drop and weight decay; --tie-weights without --hidden takes
+    --embed's width (the one it can tie); the learning rate follows the cell (LR_BY_CELL).
+    """
+    settings = dict(given)
+    if all(settings.get(k) is None for k in ("epochs", "max_steps", "time_budget")):
+        settings["time_budget"] = DEFAULT_TIME_BUDGET
+    row = preset_for(settings.get("time_budget"))
+    if settings.get("tie_weights") and settings.get("hidden_size") is None:
+        settings["hidden_size"] = settings.get("embed_size", ModelConfig.embed_size)
+    for name in PRESET_FIELDS:
+        if settings.get(name) is None:
+            settings[name] = getattr(row, name)
+    if settings.get("lr") is None:
+        settings["lr"] = LR_BY_CELL.get(settings["cell"], LR_BY_CELL[UNBUDGETED.cell])
+    model_names = {f.name for f in fields(ModelConfig)}
+    model = ModelConfig(**{k: v for k, v in settings.items() if k in model_names})
+    return model, TrainConfig(**{k: v for k, v in settings.items() if k not in model_names})
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     """Shape of the recurrent language model (embedding → RNN layers → linear decoder)."""
 
-    cell: str = "lstm"
+    cell: str = UNBUDGETED.cell
     num_layers: int = 2
-    hidden_size: int = 256
+    hidden_size: int = UNBUDGETED.hidden_size
     embed_size: int = 64  # 0 = one-hot input, as in the classic exercise
-    dropout: float = 0.2  # between layers and before the decoder
-    dropout_kind: str = "standard"  # DROPOUT_KINDS; "locked": a 1.1-1.2x faster LSTM step on CPU (docs/performance.md)
-    weight_drop: float = 0.0  # DropConnect on the recurrent weights W_h while training (AWD-LSTM's weight drop)
+    dropout: float = UNBUDGETED.dropout  # between layers and before the decoder
+    dropout_kind: str = "standard"  # DROPOUT_KINDS; "locked": one mask per sequence, cheaper on CPU
+    weight_drop: float = UNBUDGETED.weight_drop  # DropConnect on the recurrent weights W_h while training (AWD-LSTM)
     tie_weights: bool = False  # decoder shares the embedding matrix; needs embed_size == hidden_size
     impl: str = "fused"  # same weights either way; "reference" runs charlm.cells' equations step by step
 
@@ -84,38 +155,6 @@ class ModelConfig:
         return _from_dict(cls, data)
 
 
-# The settings a run gets for the options its user leaves out, by time budget, measured on
-# tinyshakespeare (docs/performance.md, "Settings by time budget"). Up to 2 minutes the LSTM's faster
-# steps win, and about four epochs fit, where dropout 0.1 beats 0.2 (1.508 against 1.542 at 60 s). By
-# 5 minutes the GRU, which learns more per step, wins (1.448 against the LSTM's 1.481), with dropout 0.2,
-# and a wider one more so: 2x384 beat 2x256 in every run at 5 minutes (1.414-1.420 in three runs against
-# 1.428-1.435 in four). Given 30 minutes that GRU overfits from minute 14 (best 1.455; the 2x256 reached 1.432).
-# Weight drop (DropConnect on W_h) with less dropout between layers did better still: 0.1 of each beat the 2x384's
-# dropout 0.2 alone in three 300 s pairings (1.407-1.411 against 1.413-1.417) and at 10 minutes (1.401 against
-# 1.419). Above MEDIUM_BUDGET the 2x384 keeps its width with weight drop 0.3 and dropout 0.2: given 30 minutes it
-# went on improving to the end, 1.380, against the 2x256's 1.432 (0.3 held a 300 s run back: 1.461).
-# AdamW's weight decay 0.1 beat 0.01 by 0.012-0.017 at 300 s (0.05 and 0.2 about as well, 0.3 less); at 60 s
-# by 0.01 on tinyshakespeare and not at all on the shipped copy, so one value serves every budget.
-SHORT_BUDGET = 120.0  # seconds
-MEDIUM_BUDGET = 600.0  # seconds
-BUDGET_WEIGHT_DECAY = 0.1
-
-
-def budget_preset(time_budget: float | None) -> dict[str, Any]:
-    """Cell, width, dropout, weight drop and weight decay for a run with this time budget in seconds; None (a
-    run bounded by --epochs or --max-steps only) keeps ModelConfig's and TrainConfig's defaults."""
-    if time_budget is None:
-        return {"cell": ModelConfig.cell, "hidden_size": ModelConfig.hidden_size, "dropout": ModelConfig.dropout,
-                "weight_drop": ModelConfig.weight_drop, "weight_decay": TrainConfig.weight_decay}
-    if time_budget <= SHORT_BUDGET:
-        preset = {"cell": "lstm", "hidden_size": 256, "dropout": 0.1, "weight_drop": 0.0}
-    elif time_budget <= MEDIUM_BUDGET:
-        preset = {"cell": "gru", "hidden_size": 384, "dropout": 0.1, "weight_drop": 0.1}
-    else:
-        preset = {"cell": "gru", "hidden_size": 384, "dropout": 0.2, "weight_drop": 0.3}
-    return preset | {"weight_decay": BUDGET_WEIGHT_DECAY}
-
-
 @dataclass(frozen=True)
 class TrainConfig:
     """How to train: batches, optimiser, schedule, stopping and evaluation.
@@ -128,10 +167,10 @@ class TrainConfig:
     batch_size: int = 32
     seq_len: int = 64  # truncated BPTT length
     optimizer: str = "adamw"
-    lr: float = DEFAULT_LR["lstm"]  # the CLI takes DEFAULT_LR[cell] when --lr is not given
+    lr: float = LR_BY_CELL[UNBUDGETED.cell]  # resolve() takes LR_BY_CELL[cell] when --lr is not given
     min_lr_ratio: float = 0.05  # cosine decay ends at lr * min_lr_ratio
     warmup_steps: int = 50
-    weight_decay: float = 0.01  # a --time-budget run gets BUDGET_WEIGHT_DECAY (budget_preset)
+    weight_decay: float = UNBUDGETED.weight_decay  # a --time-budget run gets its preset row's
     grad_clip: float = 1.0  # max global gradient norm; 0 disables clipping
     epochs: float | None = None
     max_steps: int | None = None

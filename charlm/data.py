@@ -37,7 +37,9 @@ from charlm import corpus as corpus_mod
 from charlm import tokencache
 from charlm.corpus import Chunk, Source
 from charlm.errors import CorpusError
-from charlm.tokenizer import CharFitter, TokenizerSpec, describe_chars
+from charlm.tokenizers import TokenizerSpec
+from charlm.tokenizers.char import CharFitter
+from charlm.tokenizers.text import describe_chars
 
 CACHE_MIN_BYTES = 32 << 20  # smaller corpora tokenize in about a second: no cache
 MAX_UNSEEN_SHOWN = 1000

@@ -32,7 +32,7 @@ import os
 import sys
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, Callable
 
 import torch
 import torch.distributed as dist
@@ -107,6 +107,27 @@ def start(world: World, device: torch.device) -> torch.device:
     global _joined_group
     _joined_group = True
     return device
+
+
+def main_first(world: World, build: Callable[[], Any], read: Callable[[Any], Any]) -> Any:
+    """Rank 0 runs ``build()``; then every other rank runs ``read(what rank 0 built)``; each returns its own.
+
+    This is how a run starts under torchrun: rank 0 prepares the corpus and writes the run folder, the others
+    read that folder, so every rank has the same tokenizer and configs. ``build`` must return something
+    picklable and not None. When it fails on rank 0, the other ranks leave with exit status 1 and rank 0
+    raises its error (the one that gets reported).
+    """
+    built = None
+    if world.is_main:
+        try:
+            built = build()
+        except BaseException:
+            broadcast(world, None)  # tell the other ranks to leave
+            raise
+    shared = broadcast(world, built)
+    if shared is None:
+        raise SystemExit(1)
+    return built if world.is_main else read(shared)
 
 
 def stop(world: World, finished: bool = False) -> None:

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from charlm import metrics
 from charlm.batching import eval_windows
-from charlm.config import DEFAULT_LR
+from charlm.config import LR_BY_CELL
 from charlm.data import drain
 from charlm.errors import ConfigError
 from charlm.model import RNNLM, detach_state
@@ -60,7 +60,7 @@ class EvalProgress:
 
 
 def default_dynamic_lr(cell: str) -> float:
-    return float(f"{DEFAULT_LR[cell] * DYNAMIC_LR_FRACTION:.6g}")  # 3e-4, not 3.0000000000000003e-4
+    return float(f"{LR_BY_CELL[cell] * DYNAMIC_LR_FRACTION:.6g}")  # 3e-4, not 3.0000000000000003e-4
 
 
 def _prepend_zero_row(state):

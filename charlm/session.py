@@ -33,7 +33,7 @@ from charlm.config import SampleConfig
 from charlm.errors import CharlmError
 from charlm.model import RNNLM, State
 from charlm.sampling import Predictor, filter_logits, sample_ids
-from charlm.tokenizer import continuation_text
+from charlm.tokenizers.text import continuation_text
 
 
 @dataclass(frozen=True)

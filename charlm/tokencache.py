@@ -29,7 +29,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from charlm.errors import CharlmError, CorpusError
-from charlm.tokenizer import tokenizer_from_dict
+from charlm.tokenizers import tokenizer_from_dict
 
 FORMAT = 1
 PARTS = ("train", "test", "val")  # in text order

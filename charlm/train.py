@@ -75,6 +75,7 @@ class Progress:
     bad_streak: int = 0
     rollbacks: int = 0
     last_eval_seconds: float = 0.0
+    eval_seconds: float = 0.0  # of ``elapsed``, the time spent evaluating
     done: bool = False
     stop_reason: str = ""
     rng: dict = field(default_factory=dict)
@@ -226,6 +227,21 @@ class Trainer:
         if self.config.compile:
             model = torch.compile(model)
         return model
+
+    def restore(self, progress: dict, optimizer_state: dict, hidden: State | None,
+                rngs: dict[int, tuple[torch.Tensor, torch.Tensor | None]]) -> None:
+        """Continue a run from its saved state (checkpoint.load_training_state, after the weights were loaded):
+        counters, optimizer moments, the carried hidden state of all B streams and every generator's state.
+        A rank the saved run did not have keeps its seeded generator."""
+        self.optimizer.load_state_dict(optimizer_state)
+        self.progress = Progress.from_dict(progress)
+        self.set_hidden(hidden)
+        restore_rng(self.progress.rng)
+        if self.world.rank in rngs:
+            torch_rng, cuda_rng = rngs[self.world.rank]
+            torch.set_rng_state(torch_rng)
+            if cuda_rng is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda_rng)
 
     def request_stop(self, reason: str) -> None:
         """Ask the loop to stop after the current step (safe to call from a signal handler)."""
@@ -394,6 +410,7 @@ class Trainer:
             p.evals_since_best += 1
         p.drift_warned = p.drift_warned or drift is not None
         p.last_eval_seconds = result.seconds
+        p.eval_seconds += result.seconds
         p.elapsed += result.seconds
         report = EvalReport(p.step, self._epoch_float(), result, improved, p.best_val_loss, p.elapsed, final)
         return [report] if drift is None else [report, EventReport(p.step, "drift", drift)]

@@ -13,7 +13,18 @@ import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from charlm.cli import cli  # noqa: E402
-from charlm.train import StepReport, Trainer
+from charlm.tokenizers import Tokenizer, TokenizerSpec  # noqa: E402
+from charlm.train import StepReport, Trainer  # noqa: E402
+
+def char_tokenizer(text: str, normalize: str = "none") -> Tokenizer:
+    """The char-level tokenizer of ``text``, fitted as a run fits one."""
+    return TokenizerSpec(level="char", normalize=normalize).fit(text)
+
+
+def subword_tokenizer(text: str, vocab_size: int, model_type: str = "unigram", normalize: str = "none") -> Tokenizer:
+    """The sentencepiece tokenizer of ``text``, fitted as a run fits one."""
+    return TokenizerSpec(level="subword", vocab_size=vocab_size, model_type=model_type, normalize=normalize).fit(text)
+
 
 TINY_TEXT = "the cat sat on the mat.\nthe dog sat on the log.\na cat and a dog.\n" * 40
 
@@ -54,6 +65,44 @@ def trained_run(tmp_path_factory):
                                 catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return out
+
+
+@pytest.fixture
+def invoke():
+    """``invoke(*args, input=None)`` runs the command line in-process and returns click's Result, with exit_code,
+    stdout and stderr apart. Only the exits charlm makes itself are caught (click turns them into exit codes):
+    any other exception reaches the test with its traceback, instead of hiding in a failed run's output."""
+    runner = CliRunner()
+
+    def run(*args, input=None):
+        return runner.invoke(cli, [str(a) for a in args], input=input, catch_exceptions=False)
+
+    return run
+
+
+@pytest.fixture
+def ok(invoke):
+    """``ok(*args, input=None)``: ``invoke`` on a happy path, asserting exit status 0; returns the Result."""
+    def run(*args, input=None):
+        result = invoke(*args, input=input)
+        assert result.exit_code == 0, result.output
+        return result
+
+    return run
+
+
+@pytest.fixture
+def fails(invoke):
+    """``fails(*args, message=…)``: the command ends with exit status 1 and a single line 'Error: …' on stderr
+    that contains ``message``, no traceback; returns the Result."""
+    def run(*args, message: str, input=None):
+        result = invoke(*args, input=input)
+        assert result.exit_code == 1, result.output
+        assert result.stderr.startswith("Error: ") and message in result.stderr, result.stderr
+        assert result.stderr.count("\n") == 1 and "Traceback" not in result.output
+        return result
+
+    return run
 
 
 def stop_training_at(monkeypatch, step: int) -> None:

@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from charlm import data
 from charlm.cli import cli
-from charlm.tokenizer import TokenizerSpec
+from charlm.tokenizers import TokenizerSpec
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(2000))
 

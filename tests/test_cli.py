@@ -1,19 +1,13 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 from safetensors.torch import load_file
 
-from charlm.cli import cli
 
 from conftest import TINY_MODEL_ARGS, TINY_TEXT, stop_training_at
 
 
-def invoke(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def test_help_has_examples():
+def test_help_has_examples(invoke):
     for command in ("train", "eval", "sample", "repl"):
         result = invoke(command, "--help")
         assert result.exit_code == 0 and "Examples:" in result.output
@@ -27,7 +21,7 @@ def test_train_writes_a_complete_run(trained_run):
     assert not any(p.suffix == ".pkl" or p.suffix == ".pt" for p in trained_run.iterdir())
 
 
-def test_eval_json_reports_the_figures(trained_run):
+def test_eval_json_reports_the_figures(invoke, trained_run):
     result = invoke("eval", trained_run, "--json")
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
@@ -38,27 +32,27 @@ def test_eval_json_reports_the_figures(trained_run):
     assert best["corpus"]["val_characters"] > 0
 
 
-def test_eval_on_a_file_and_human_table(trained_run, tiny_corpus):
+def test_eval_on_a_file_and_human_table(invoke, trained_run, tiny_corpus):
     result = invoke("eval", trained_run, tiny_corpus)
     assert result.exit_code == 0, result.output
     assert "bits per character" in result.stdout
 
 
-def test_eval_draws_a_bar_on_a_terminal(trained_run, monkeypatch):
+def test_eval_draws_a_bar_on_a_terminal(invoke, trained_run, monkeypatch):
     import io
 
     from rich.console import Console
 
-    from charlm import console, runner
+    from charlm.cli import console
 
     screen = io.StringIO()
     monkeypatch.setattr(console, "err", Console(file=screen, force_terminal=True, width=120))
-    row = runner.evaluate_checkpoint(trained_run, None, "val", 128, "error", "cpu")
+    row = json.loads(invoke("eval", trained_run, "--json").stdout)
     shown = f"evaluating {trained_run}: {row['tokens']:,} of {row['tokens']:,} tokens, loss so far {row['loss']:.4f}"
     assert shown in screen.getvalue()
 
 
-def test_eval_dynamic_reports_the_adapted_and_the_static_figures(trained_run, tmp_path):
+def test_eval_dynamic_reports_the_adapted_and_the_static_figures(invoke, trained_run, tmp_path):
     text = tmp_path / "repeats.txt"
     text.write_text("a dog sat on the cat.\n" * 30, encoding="utf-8")  # a line the tiny corpus never had
     static = json.loads(invoke("eval", trained_run, "--text", text, "--json").stdout)
@@ -75,7 +69,7 @@ def test_eval_dynamic_reports_the_adapted_and_the_static_figures(trained_run, tm
     assert f"{static['bpc']:.4f} *" in side_by_side.stdout  # the best is marked by its static figure
 
 
-def test_eval_dynamic_takes_no_more_threads_than_free_cpus(trained_run, monkeypatch):
+def test_eval_dynamic_takes_no_more_threads_than_free_cpus(invoke, trained_run, monkeypatch):
     import torch
 
     from charlm import runtime
@@ -86,12 +80,12 @@ def test_eval_dynamic_takes_no_more_threads_than_free_cpus(trained_run, monkeypa
     try:
         torch.set_num_threads(2)
         result = invoke("eval", trained_run, "--dynamic", "--device", "cpu")  # threads are fitted on CPU only
-        assert result.exit_code == 0 and "dynamic evaluation with 1 of 2 threads" in result.stderr
+        assert result.exit_code == 0 and "evaluation with 1 of 2 threads" in result.stderr
     finally:
         torch.set_num_threads(threads)
 
 
-def test_eval_dynamic_says_when_adapting_made_it_worse_and_refuses_a_bad_rate(trained_run, tmp_path):
+def test_eval_dynamic_says_when_adapting_made_it_worse_and_refuses_a_bad_rate(invoke, trained_run, tmp_path):
     worse = invoke("eval", trained_run, "--dynamic-lr", "50")
     assert worse.exit_code == 0 and "scored worse than the model as it is" in worse.stderr
     as_json = invoke("eval", trained_run, "--dynamic-lr", "1000", "--json")
@@ -111,7 +105,7 @@ def test_eval_dynamic_says_when_adapting_made_it_worse_and_refuses_a_bad_rate(tr
         assert result.exit_code == 1 and "--dynamic-lr must be a positive number" in result.stderr
 
 
-def test_eval_of_runs_on_different_corpora_marks_no_best(trained_run, tmp_path):
+def test_eval_of_runs_on_different_corpora_marks_no_best(invoke, trained_run, tmp_path):
     other = tmp_path / "other.txt"
     other.write_text("a bird in the hand.\nis worth two in the bush.\n" * 40, encoding="utf-8")
     run = tmp_path / "other-run"
@@ -124,7 +118,7 @@ def test_eval_of_runs_on_different_corpora_marks_no_best(trained_run, tmp_path):
     assert same.exit_code == 0 and "* = best" in same.stdout and " *" in same.stdout
 
 
-def test_training_reports_a_change_of_threads_in_the_log(tmp_path, tiny_corpus, monkeypatch):
+def test_training_reports_a_change_of_threads_in_the_log(invoke, tmp_path, tiny_corpus, monkeypatch):
     from charlm import runtime
 
     class Fitter:
@@ -146,7 +140,7 @@ def test_training_reports_a_change_of_threads_in_the_log(tmp_path, tiny_corpus, 
     assert [e["message"] for e in events if e.get("kind") == "threads"] == ["training with 1 of 2 threads: (a test)"]
 
 
-def test_eval_unknown_skip_counts_only_the_characters_it_scores(trained_run, tmp_path):
+def test_eval_unknown_skip_counts_only_the_characters_it_scores(invoke, trained_run, tmp_path):
     """Skipped characters are never predicted, so they must not dilute bits per character."""
     plain, padded = tmp_path / "plain.txt", tmp_path / "padded.txt"
     plain.write_text("the cat sat on the mat.\n" * 4, encoding="utf-8")
@@ -157,7 +151,7 @@ def test_eval_unknown_skip_counts_only_the_characters_it_scores(trained_run, tmp
     assert figures[1]["bpc"] == pytest.approx(figures[0]["bpc"])
 
 
-def test_eval_score_and_inspect_read_text_that_is_not_utf8_when_told_how(trained_run, tmp_path):
+def test_eval_score_and_inspect_read_text_that_is_not_utf8_when_told_how(invoke, trained_run, tmp_path):
     latin1 = tmp_path / "latin1.txt"
     latin1.write_bytes("the cat sat on the mat, caf\xe9.\n".encode("latin-1"))
     for args in (["eval", trained_run, "--text", latin1, "--json"], ["score", trained_run, latin1],
@@ -167,7 +161,7 @@ def test_eval_score_and_inspect_read_text_that_is_not_utf8_when_told_how(trained
         assert result.exit_code == 0, result.output
 
 
-def test_sample_is_reproducible_and_stdout_only_text(trained_run):
+def test_sample_is_reproducible_and_stdout_only_text(invoke, trained_run):
     a = invoke("sample", trained_run, "--prompt", "the ", "--length", "40", "--seed", "3")
     b = invoke("sample", trained_run, "--prompt", "the ", "--length", "40", "--seed", "3", "--no-stream")
     assert a.exit_code == 0, a.output
@@ -180,16 +174,16 @@ def script_generation(monkeypatch, ids):
     """Until the test ends, `charlm sample` generates ``ids`` (the same for every sample) instead of asking the model."""
     import torch
 
-    from charlm import runner
+    from charlm import sampling
 
     def scripted(model, prompt_ids, length, config, num_samples, *args):
         for token_id in ids[:length]:
             yield torch.full((num_samples,), token_id)
 
-    monkeypatch.setattr(runner, "generate", scripted)
+    monkeypatch.setattr(sampling, "generate", scripted)
 
 
-def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(tmp_path, monkeypatch):
+def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(invoke, tmp_path, monkeypatch):
     from charlm import checkpoint
 
     corpus = tmp_path / "ko.txt"
@@ -204,7 +198,7 @@ def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(tmp_pa
         assert result.stdout.split("\n")[0] == "어제 나는 공워"  # not 고 + a lone ᆼ, nor a lone ᄋ at the end
 
 
-def test_sample_to_a_terminal_draws_control_characters_instead_of_obeying_them(trained_run, tmp_path, monkeypatch):
+def test_sample_to_a_terminal_draws_control_characters_instead_of_obeying_them(invoke, trained_run, tmp_path, monkeypatch):
     import click.testing
 
     run = tmp_path / "bytes"
@@ -217,7 +211,7 @@ def test_sample_to_a_terminal_draws_control_characters_instead_of_obeying_them(t
     assert invoke("sample", run, "-p", "the", "-n", "8").stdout == "theab\u241b[2J\u240dc\n"
 
 
-def test_greedy_sampling_is_deterministic(trained_run):
+def test_greedy_sampling_is_deterministic(invoke, trained_run):
     a = invoke("sample", trained_run, "-p", "the", "-n", "30", "-t", "0", "--seed", "1")
     b = invoke("sample", trained_run, "-p", "the", "-n", "30", "-t", "0", "--seed", "2")
     assert a.stdout == b.stdout
@@ -242,7 +236,7 @@ def test_greedy_sampling_is_deterministic(trained_run):
     (["eval", "{run}", "{run}", "--text", "{latin1}"], "--encoding-errors replace"),
     (["eval", "{run}", "{run}", "--text", "{korean}"], "{run}: text has"),  # which checkpoint, of several
 ])
-def test_bad_input_gives_one_line_error(trained_run, tiny_corpus, tmp_path, args, message):
+def test_bad_input_gives_one_line_error(invoke, trained_run, tiny_corpus, tmp_path, args, message):
     (tmp_path / "latin1.txt").write_bytes("café au lait".encode("latin-1"))
     (tmp_path / "korean.txt").write_text("고양이", encoding="utf-8")
     files = dict(run=trained_run, corpus=tiny_corpus, latin1=tmp_path / "latin1.txt", korean=tmp_path / "korean.txt")
@@ -258,13 +252,13 @@ def test_bad_input_gives_one_line_error(trained_run, tiny_corpus, tmp_path, args
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_refuses_to_overwrite_a_run(trained_run, tiny_corpus):
+def test_refuses_to_overwrite_a_run(invoke, trained_run, tiny_corpus):
     result = invoke("train", tiny_corpus, "--out", trained_run, "--max-steps", "1")
     assert result.exit_code == 1 and "--resume" in result.stderr and "--force" in result.stderr
 
 
-def test_a_run_that_saved_nothing_is_named_so_and_ctrl_c_before_training_exits_130(tiny_corpus, tmp_path, monkeypatch):
-    from charlm import runner
+def test_a_run_that_saved_nothing_is_named_so_and_ctrl_c_before_training_exits_130(invoke, tiny_corpus, tmp_path, monkeypatch):
+    from charlm.cli import train
 
     run = tmp_path / "run"
     assert invoke("train", tiny_corpus, "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
@@ -276,12 +270,12 @@ def test_a_run_that_saved_nothing_is_named_so_and_ctrl_c_before_training_exits_1
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runner, "new_setup", interrupted)  # Ctrl-C while the corpus is read
+    monkeypatch.setattr(train, "_new_run", interrupted)  # Ctrl-C while the corpus is read
     result = invoke("train", tiny_corpus, "--out", tmp_path / "other")
     assert result.exit_code == 130 and result.stderr.strip() == "interrupted" and "Traceback" not in result.output
 
 
-def test_force_replaces_a_run_and_keeps_other_files(tiny_corpus, tmp_path):
+def test_force_replaces_a_run_and_keeps_other_files(invoke, tiny_corpus, tmp_path):
     out = tmp_path / "run"
     assert invoke("train", tiny_corpus, "--out", out, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
     (out / "notes.txt").write_text("mine")
@@ -300,7 +294,7 @@ def test_force_replaces_a_run_and_keeps_other_files(tiny_corpus, tmp_path):
     (["sample", "--no-such-option"], "No such option '--no-such-option'"),
     (["trian"], "No such command 'trian'"),
 ])
-def test_a_mistyped_command_line_is_one_line_with_the_help_to_read(args, message):
+def test_a_mistyped_command_line_is_one_line_with_the_help_to_read(invoke, args, message):
     result = invoke(*args)
     assert result.exit_code == 2
     assert result.stderr.strip().splitlines() == [result.stderr.strip()]  # one line
@@ -309,7 +303,7 @@ def test_a_mistyped_command_line_is_one_line_with_the_help_to_read(args, message
 
 @pytest.mark.parametrize("cell, args, lr", [("lstm", [], 1e-2), ("gru", [], 3e-3), ("rnn", [], 3e-3),
                                               ("gru", ["--lr", "0.02"], 0.02)])
-def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, cell, args, lr):
+def test_the_default_learning_rate_depends_on_the_cell(invoke, tiny_corpus, tmp_path, cell, args, lr):
     out = tmp_path / cell
     result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "1", "--cell", cell, "--hidden", "8",
                     "--embed", "4", "--layers", "1", "--batch-size", "2", "--seq-len", "8", *args)
@@ -321,7 +315,7 @@ def test_the_default_learning_rate_depends_on_the_cell(tiny_corpus, tmp_path, ce
                                          (["--time-budget", "10m"], "GRU 1×384"), (["--time-budget", "11m"], "GRU 1×384"),
                                          (["--time-budget", "5m", "--hidden", "64"], "GRU 1×64"), ([], "LSTM 1×256"),
                                          (["--time-budget", "5m", "--tie-weights"], "GRU 1×4")])  # the width of --embed 4
-def test_the_default_width_depends_on_the_time_budget(tiny_corpus, tmp_path, args, model):
+def test_the_default_width_depends_on_the_time_budget(invoke, tiny_corpus, tmp_path, args, model):
     result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "1", "--embed", "4", "--layers", "1",
                     "--batch-size", "2", "--seq-len", "8", *args)
     assert result.exit_code == 0, result.output
@@ -342,7 +336,7 @@ def test_the_default_width_depends_on_the_time_budget(tiny_corpus, tmp_path, arg
     (["--time-budget", "5m", "--weight-drop", "0.25", "--dropout", "0.3"], "gru", 0.3, 0.25, 0.1),
     (["--time-budget", "1h", "--weight-drop", "0"], "gru", 0.2, 0, 0.1),
 ])
-def test_the_default_cell_dropouts_and_weight_decay_depend_on_the_time_budget(tiny_corpus, tmp_path, args, cell,
+def test_the_default_cell_dropouts_and_weight_decay_depend_on_the_time_budget(invoke, tiny_corpus, tmp_path, args, cell,
                                                                                dropout, drop_w, decay):
     out = tmp_path / "run"
     result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "1", "--hidden", "8", "--embed", "4",
@@ -358,7 +352,7 @@ def test_the_default_cell_dropouts_and_weight_decay_depend_on_the_time_budget(ti
     assert f"lr {lr}, {drop_words}, weight decay {decay:g}, device" in result.stderr
 
 
-def test_empty_corpus_is_refused(tmp_path):
+def test_empty_corpus_is_refused(invoke, tmp_path):
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     result = invoke("train", empty, "--out", tmp_path / "run")
@@ -366,7 +360,7 @@ def test_empty_corpus_is_refused(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
-def test_hihello_through_the_cli(tmp_path):
+def test_hihello_through_the_cli(invoke, tmp_path):
     out = tmp_path / "hh"
     result = invoke("train", "hihello", "--out", out, "--cell", "rnn", "--embed", "0", "--hidden", "8", "--layers", "1",
                     "--batch-size", "1", "--seq-len", "6", "--val-fraction", "0", "--max-steps", "150", "--lr", "0.05",
@@ -376,7 +370,7 @@ def test_hihello_through_the_cli(tmp_path):
     assert sample.stdout == "hihello\n"
 
 
-def test_a_run_stopped_before_its_first_evaluation_can_be_sampled(tmp_path, tiny_corpus, monkeypatch):
+def test_a_run_stopped_before_its_first_evaluation_can_be_sampled(invoke, tmp_path, tiny_corpus, monkeypatch):
     stop_training_at(monkeypatch, 5)  # evaluation comes every 20 steps
     stopped = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "40", *TINY_MODEL_ARGS)
     monkeypatch.undo()
@@ -389,7 +383,7 @@ def test_a_run_stopped_before_its_first_evaluation_can_be_sampled(tmp_path, tiny
     assert "val_loss" in checkpoint.load(tmp_path / "run").weights  # the best weights by validation now
 
 
-def test_resume_keeps_best_weights_saved_after_its_last_state(tmp_path, tiny_corpus, monkeypatch):
+def test_resume_keeps_best_weights_saved_after_its_last_state(invoke, tmp_path, tiny_corpus, monkeypatch):
     """With --save-every, an evaluation can write model.safetensors after last.safetensors was saved; a
     crash then leaves the training state with an older best, which must not overwrite the better weights."""
     from charlm import checkpoint
@@ -406,7 +400,7 @@ def test_resume_keeps_best_weights_saved_after_its_last_state(tmp_path, tiny_cor
     assert "0.0020" in resumed.stdout  # its bits per character in the summary (not 0.001 nats in bits: 0.0014)
 
 
-def test_a_run_given_a_relative_corpus_path_resumes_and_evaluates_from_another_folder(tmp_path, monkeypatch):
+def test_a_run_given_a_relative_corpus_path_resumes_and_evaluates_from_another_folder(invoke, tmp_path, monkeypatch):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "tiny.txt").write_text(TINY_TEXT, encoding="utf-8")
     monkeypatch.chdir(tmp_path / "data")
@@ -419,7 +413,7 @@ def test_a_run_given_a_relative_corpus_path_resumes_and_evaluates_from_another_f
     assert invoke("eval", tmp_path / "run").exit_code == 0
 
 
-def test_a_crash_between_saves_does_not_cut_a_resumed_run_short(tmp_path, tiny_corpus, monkeypatch):
+def test_a_crash_between_saves_does_not_cut_a_resumed_run_short(invoke, tmp_path, tiny_corpus, monkeypatch):
     """--save-every 7 with evaluations every 10: a crash right after the evaluation at step 10 leaves the state
     of step 7 and the weights of step 10. Replaying step 10 must count as an improvement (--patience 1 would
     stop the run there otherwise) and must not replace the saved weights with the same or worse ones."""
@@ -444,7 +438,7 @@ def test_a_crash_between_saves_does_not_cut_a_resumed_run_short(tmp_path, tiny_c
     assert checkpoint.read_metrics(run_dir)[-1]["step"] > 10  # not stopped by the replayed evaluation at step 10
 
 
-def test_a_second_stop_before_any_evaluation_keeps_the_newer_weights(tmp_path, tiny_corpus, monkeypatch):
+def test_a_second_stop_before_any_evaluation_keeps_the_newer_weights(invoke, tmp_path, tiny_corpus, monkeypatch):
     from charlm import checkpoint
 
     run_dir = tmp_path / "run"
@@ -458,7 +452,7 @@ def test_a_second_stop_before_any_evaluation_keeps_the_newer_weights(tmp_path, t
     assert checkpoint.read_weights_summary(run_dir)["step"] > first
 
 
-def test_eval_unknown_skip_under_nfd_counts_every_character_it_still_predicts(tmp_path):
+def test_eval_unknown_skip_under_nfd_counts_every_character_it_still_predicts(invoke, tmp_path):
     """Under NFD a text with nothing unknown scores alike under error and skip; an 'é' whose accent the model
     never saw keeps its 'e', which is scored, so it still counts; a character with nothing left does not."""
     import unicodedata
@@ -479,7 +473,7 @@ def test_eval_unknown_skip_under_nfd_counts_every_character_it_still_predicts(tm
     assert figures(mixed, "skip")["characters"] == len("나는 café에서 ☃ 샀다.\n") - 1 - 1  # ☃, and the first '나'
 
 
-def test_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_corpus, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_weights(invoke, tmp_path, tiny_corpus, monkeypatch):
     args = ["--max-steps", "40", *TINY_MODEL_ARGS, "--dropout", "0.1"]
     straight = invoke("train", tiny_corpus, "--out", tmp_path / "a", *args)
     assert straight.exit_code == 0, straight.output

@@ -4,12 +4,11 @@ import json
 import unicodedata
 
 import pytest
-from click.testing import CliRunner
 
 from charlm import corpus, data
-from charlm.cli import cli
 from charlm.errors import CorpusError
-from charlm.tokenizer import CharTokenizer, TokenizerSpec
+from charlm.tokenizers import CharTokenizer, TokenizerSpec
+from conftest import char_tokenizer
 
 TEXT = "".join(f"Line {i}: the cat sat on mat {i % 7}. 한국어 {'▁' if i % 11 == 0 else ''}\n\n"
                for i in range(300))
@@ -33,7 +32,7 @@ def text_file(tmp_path):
 def test_char_level_matches_tokenizing_each_part_at_once(text_file, small_chunks):
     run = data.prepare(str(text_file), val_fraction=0.1, test_fraction=0.05)
     train, val, test = corpus.split(TEXT, 0.1, 0.05)
-    reference = CharTokenizer.fit(train)
+    reference = char_tokenizer(train)
     assert run.tokenizer.chars == reference.chars
     assert run.train_ids.tolist() == reference.encode(train).tolist()
     assert run.val_ids.tolist() == reference.encode(val, unknown="unk").tolist()
@@ -72,7 +71,7 @@ def test_separate_validation_file_and_unseen_characters(text_file, tmp_path):
     val_file = tmp_path / "val.txt"
     val_file.write_text("the cat sat on a zebra ☃\n", encoding="utf-8")
     run = data.prepare(str(text_file), val_fraction=0.1, val_source=str(val_file))
-    assert run.tokenizer.chars == CharTokenizer.fit(TEXT).chars  # all of the corpus trains
+    assert run.tokenizer.chars == char_tokenizer(TEXT).chars  # all of the corpus trains
     assert len(run.train_ids) == len(TEXT) and run.corpus_info["val_source"] == str(val_file)
     assert len(run.warnings) == 1 and "'z' (U+007A)" in run.warnings[0] and "☃" in run.warnings[0]
     assert run.tokenizer.decode(run.val_ids).count("\ufffd") == 4  # z, b, r, ☃ scored as <unk>
@@ -96,11 +95,7 @@ def test_recorded_split_comes_back_and_changes_are_caught(text_file):
         data.drain(data.recorded_split_steps(run.corpus_info, train_config, "val", run.tokenizer))
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def test_korean_char_jamo_and_subword_runs_compare_in_one_table(tmp_path):
+def test_korean_char_jamo_and_subword_runs_compare_in_one_table(invoke, tmp_path):
     runs = {"char": [], "jamo": ["--normalize", "nfd"], "subword": ["--level", "subword", "--vocab-size", "700"]}
     for name, options in runs.items():
         result = invoke("train", "kolaw_constitution", "--out", tmp_path / name, *options, *TINY_RUN)
@@ -122,7 +117,7 @@ def test_korean_char_jamo_and_subword_runs_compare_in_one_table(tmp_path):
     assert unicodedata.is_normalized("NFC", sample.stdout)
 
 
-def test_old_eval_form_and_bad_arguments(tmp_path, text_file):
+def test_old_eval_form_and_bad_arguments(invoke, tmp_path, text_file):
     result = invoke("train", text_file, "--out", tmp_path / "run", *TINY_RUN)
     assert result.exit_code == 0, result.output
     old_form = invoke("eval", tmp_path / "run", text_file, "--json")

@@ -4,32 +4,16 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from charlm import checkpoint, diagnose
-from charlm.cli import cli
+from charlm import checkpoint
+from charlm.explore import diagnose
 from charlm.config import MemoryConfig, ModelConfig, TrainConfig
 from charlm.model import RNNLM
-from charlm.tokenizer import CharTokenizer
+from charlm.tokenizers import CharTokenizer
 
-from conftest import TINY_TEXT
+from conftest import TINY_MODEL_ARGS, TINY_TEXT
 
 FRESH = ["diagnose", "gradients", "--fresh", "--hidden", "16", "--layers", "1", "--length", "40", "--windows", "4"]
-
-
-def _invoke(args, ok=True):
-    result = CliRunner().invoke(cli, args, catch_exceptions=not ok)
-    if ok:
-        assert result.exit_code == 0, result.output
-    return result
-
-
-def _fails(args, message):
-    """The command ends with exit status 1 and one line 'Error: …' naming the problem, no traceback."""
-    result = _invoke(args, ok=False)
-    assert result.exit_code == 1
-    assert result.stderr.startswith("Error:") and message in result.stderr and result.stderr.count("\n") == 1
-    assert "Traceback" not in result.output
 
 
 def test_gradient_norms_are_d_loss_at_T_by_d_h_t():
@@ -50,9 +34,9 @@ def test_gradient_norms_are_d_loss_at_T_by_d_h_t():
     assert norms == pytest.approx([g.norm().item() for g in reversed(grads)], rel=1e-9)
 
 
-def test_fresh_rnn_gradient_vanishes_much_faster_than_lstm(tiny_corpus, tmp_path):
+def test_fresh_rnn_gradient_vanishes_much_faster_than_lstm(ok, tiny_corpus, tmp_path):
     png = tmp_path / "grads.png"
-    result = _invoke([*FRESH, "--text", str(tiny_corpus), "--json", "--png", str(png)])
+    result = ok(*FRESH, "--text", tiny_corpus, "--json", "--png", png)
     flows = {m["cell"]: m for m in json.loads(result.stdout)["models"]}
     assert set(flows) == {"rnn", "lstm", "gru"}
     assert all(len(m["norms"]) == 40 for m in flows.values())
@@ -62,17 +46,17 @@ def test_fresh_rnn_gradient_vanishes_much_faster_than_lstm(tiny_corpus, tmp_path
     assert "wrote" in result.stderr
 
 
-def test_gradients_table_and_chart_on_a_checkpoint_and_fresh_models(trained_run, tiny_corpus):
-    result = _invoke(["diagnose", "gradients", str(trained_run), "--fresh", "--cells", "gru", "--hidden", "8",
-                      "--layers", "1", "--text", str(tiny_corpus), "--length", "20", "--windows", "2"])
+def test_gradients_table_and_chart_on_a_checkpoint_and_fresh_models(ok, trained_run, tiny_corpus):
+    result = ok("diagnose", "gradients", trained_run, "--fresh", "--cells", "gru", "--hidden", "8",
+                "--layers", "1", "--text", tiny_corpus, "--length", "20", "--windows", "2")
     assert f"LSTM 1×16 {trained_run}" in result.stdout and "GRU 1×8 (fresh)" in result.stdout
     assert "k=19" in result.stdout and "ratio" in result.stdout
     assert "1e" in result.stdout.split("×/step")[-1]  # the chart's log-scale ticks
 
 
-def test_gradients_are_deterministic(tiny_corpus):
+def test_gradients_are_deterministic(ok, tiny_corpus):
     args = [*FRESH, "--cells", "lstm", "--text", str(tiny_corpus), "--json"]
-    assert _invoke(args).stdout == _invoke(args).stdout
+    assert ok(*args).stdout == ok(*args).stdout
 
 
 @pytest.mark.parametrize("args, message", [
@@ -83,34 +67,35 @@ def test_gradients_are_deterministic(tiny_corpus):
     (["--hidden", "0"], "--hidden must be at least 1"),
     (["--png", "/no/such/folder/g.png"], "folder /no/such/folder does not exist"),
 ])
-def test_gradients_bad_input_is_one_line(tiny_corpus, args, message):
-    _fails([*FRESH, "--text", str(tiny_corpus), *args], message)
+def test_gradients_bad_input_is_one_line(fails, tiny_corpus, args, message):
+    fails(*FRESH, "--text", tiny_corpus, *args, message=message)
 
 
-def test_png_folder_gets_a_file_name_suggested(tiny_corpus, tmp_path):
-    _fails([*FRESH, "--text", str(tiny_corpus), "--png", str(tmp_path)],
-           f"--png {tmp_path} is a folder: give a file name, e.g. --png {tmp_path}/gradients.png")
+def test_png_folder_gets_a_file_name_suggested(fails, tiny_corpus, tmp_path):
+    fails(*FRESH, "--text", tiny_corpus, "--png", tmp_path,
+          message=f"--png {tmp_path} is a folder: give a file name, e.g. --png {tmp_path}/gradients.png")
 
 
-def test_a_model_of_another_language_is_told_the_default_text_is_shakespeare(tmp_path, tiny_corpus):
+def test_a_run_is_measured_on_its_own_validation_text(tmp_path, ok, fails):
+    """Without --text a run's windows come from its own validation split, whatever its language; when that text
+    cannot be read again, a one-line error names --text."""
+    korean = tmp_path / "ko.txt"
+    korean.write_text("어제 나는 공원에서 산책했다.\n" * 60, encoding="utf-8")
     run = tmp_path / "korean"
-    tokenizer = CharTokenizer("어제 나는 공원에서 산책했다.\n")
-    model = RNNLM(ModelConfig(cell="gru", num_layers=1, hidden_size=4, embed_size=3, dropout=0.0), tokenizer.vocab_size)
-    checkpoint.create_run(run, tokenizer, model.config, TrainConfig(max_steps=1), {"source": "random"}, "test")
-    checkpoint.save_weights(run, model, {"step": 0})
-    result = _invoke(["diagnose", "gradients", str(run)], ok=False)
-    stderr = result.stderr
-    assert result.exit_code == 1 and stderr.count("\n") == 1 and "Traceback" not in result.output
-    assert stderr.startswith("Error: --text defaults to the shipped shakespeare corpus, which has ")
-    assert f"character(s) {run} never saw ('!' (U+0021), " in stderr
-    assert stderr.endswith("pass --text FILE with text in the model's language, or --unknown skip\n")
-    _fails(["diagnose", "gradients", str(run), "--text", str(tiny_corpus)],  # the user's own text: the usual message
-           "text has 12 character(s) the model never saw")
+    ok("train", korean, "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS)
+    result = ok("diagnose", "gradients", run, "--length", "20", "--windows", "2", "--json")
+    report = json.loads(result.stdout)
+    assert report["text"] == "each run's validation text" and report["models"][0]["name"] == str(run)
+    korean.unlink()
+    fails("diagnose", "gradients", run, "--length", "20", message=f"{run}: its validation text cannot be read")
+    english = tmp_path / "en.txt"
+    english.write_text(TINY_TEXT, encoding="utf-8")
+    fails("diagnose", "gradients", run, "--text", english, message="character(s) the model never saw")
 
 
-def test_shaping_options_without_fresh_are_refused(trained_run, tiny_corpus):
-    _fails(["diagnose", "gradients", str(trained_run), "--cells", "rnn", "--text", str(tiny_corpus)],
-           "--cells shape the --fresh models: add --fresh")
+def test_shaping_options_without_fresh_are_refused(fails, trained_run, tiny_corpus):
+    fails("diagnose", "gradients", trained_run, "--cells", "rnn", "--text", tiny_corpus,
+          message="--cells shape the --fresh models: add --fresh")
 
 
 def test_memory_task_sequences():
@@ -131,11 +116,11 @@ def test_memory_probe_learns_a_short_gap_and_stops_after_a_miss():
     assert diagnose.largest_gap(results, 0.99) == 1
 
 
-def test_memory_command_table_and_json():
+def test_memory_command_table_and_json(ok):
     args = ["diagnose", "memory", "--cells", "rnn,gru", "--gaps", "2,1", "--steps", "30", "--hidden", "8"]
-    table = _invoke(args).stdout
+    table = ok(*args).stdout
     assert "bridged" in table and "GRU" in table and "steps)" in table
-    report = json.loads(_invoke([*args, "--json"]).stdout)
+    report = json.loads(ok(*args, "--json").stdout)
     assert report["chance"] == 0.25 and report["config"]["steps"] == 30
     assert [(r["cell"], r["gap"]) for r in report["results"]] == [("rnn", 1), ("rnn", 2), ("gru", 1), ("gru", 2)]
     assert set(report["results"][0]) == {"cell", "gap", "accuracy", "steps", "seconds"}
@@ -150,16 +135,16 @@ def test_memory_command_table_and_json():
     (["--threshold", "1.5"], "--threshold must be in (0, 1]"),
     (["--lr", "nan"], "--lr must be a positive number"),
 ])
-def test_memory_bad_input_is_one_line(args, message):
-    _fails(["diagnose", "memory", *args], message)
+def test_memory_bad_input_is_one_line(fails, args, message):
+    fails("diagnose", "memory", *args, message=message)
 
 
-def test_help_has_examples():
+def test_help_has_examples(ok):
     for command in (["diagnose"], ["diagnose", "gradients"], ["diagnose", "memory"]):
-        assert "Examples:" in _invoke([*command, "--help"]).stdout
+        assert "Examples:" in ok(*command, "--help").stdout
 
 
-def test_text_shorter_than_the_window(tmp_path):
+def test_text_shorter_than_the_window(fails, tmp_path):
     short = tmp_path / "short.txt"
     short.write_text(TINY_TEXT[:30], encoding="utf-8")
-    _fails([*FRESH, "--text", str(short)], "the text has 30 tokens, fewer than --length 40 + 1")
+    fails(*FRESH, "--text", short, message="the text has 30 tokens, fewer than --length 40 + 1")

@@ -9,15 +9,15 @@ from click.testing import CliRunner
 from charlm.cli import cli
 from charlm.config import ModelConfig, TrainConfig
 from charlm.model import RNNLM
-from charlm.tokenizer import CharTokenizer
+from charlm.tokenizers import CharTokenizer
 from charlm.train import EvalReport, EventReport, Trainer, TrainingDiverged
 
-from conftest import TINY_MODEL_ARGS, TINY_TEXT
+from conftest import TINY_MODEL_ARGS, TINY_TEXT, char_tokenizer
 
 
 def make_trainer(**horizon):
     torch.manual_seed(0)
-    tok = CharTokenizer.fit(TINY_TEXT)
+    tok = char_tokenizer(TINY_TEXT)
     ids = tok.encode(TINY_TEXT)
     model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8, dropout=0.0), tok.vocab_size)
     config = TrainConfig(batch_size=4, seq_len=16, lr=0.01, warmup_steps=0, eval_every=50, **(horizon or {"max_steps": 120}))

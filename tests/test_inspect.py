@@ -4,14 +4,13 @@ examples, and the command."""
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from charlm import checkpoint, units
-from charlm.cli import cli
+from charlm import checkpoint
+from charlm.explore import units
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import CharlmError
 from charlm.model import RNNLM
-from charlm.tokenizer import CharTokenizer
+from charlm.tokenizers import CharTokenizer
 
 TEXT = 'ab "c a"\nb (a) c'
 
@@ -127,11 +126,7 @@ def gru_run(tmp_path_factory):
     return run_dir
 
 
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
-
-
-def test_inspect_ranks_features_and_draws_units(trained_run, tmp_path):
+def test_inspect_ranks_features_and_draws_units(invoke, trained_run, tmp_path):
     page = tmp_path / "units.html"
     result = invoke("inspect", trained_run, "--text", "the cat sat on the mat.\na dog sat.", "--html", page)
     assert result.exit_code == 0, result.output
@@ -145,7 +140,7 @@ def test_inspect_ranks_features_and_draws_units(trained_run, tmp_path):
     assert "<script" not in html and html.count("background:#") >= 34
 
 
-def test_inspect_chosen_units_and_cell_state(trained_run):
+def test_inspect_chosen_units_and_cell_state(invoke, trained_run):
     result = invoke("inspect", trained_run, "--text", "the cat\nsat", "--units", "3,0:15", "--state", "c")
     assert result.exit_code == 0, result.output
     assert "layer 0, c[3]" in result.stdout and "layer 0, c[15]" in result.stdout
@@ -153,7 +148,7 @@ def test_inspect_chosen_units_and_cell_state(trained_run):
     assert result.exit_code == 0 and result.stdout.count("layer 0, h[") == 2
 
 
-def test_plain_heatmap_of_wide_characters_lines_up(tmp_path):
+def test_plain_heatmap_of_wide_characters_lines_up(invoke, tmp_path):
     run_dir = tmp_path / "run"
     tokenizer = CharTokenizer("어제 나는 공원에서")
     model = RNNLM(ModelConfig(cell="gru", num_layers=1, hidden_size=3, embed_size=2, dropout=0.0), tokenizer.vocab_size)
@@ -169,7 +164,7 @@ def test_plain_heatmap_of_wide_characters_lines_up(tmp_path):
 @pytest.mark.parametrize("cell, named", [("gru", "this model is a GRU:"),
                                          ("rnn", "this model is a vanilla RNN (tanh):"),
                                          ("rnn-relu", "this model is a vanilla RNN (ReLU):")])
-def test_state_c_on_a_cell_without_one_names_the_cell(tmp_path, cell, named):
+def test_state_c_on_a_cell_without_one_names_the_cell(invoke, tmp_path, cell, named):
     run_dir = tmp_path / "run"
     model, tokenizer = tiny_model(cell, num_layers=1, hidden_size=2)
     checkpoint.create_run(run_dir, tokenizer, model.config, TrainConfig(max_steps=1), {"source": "random"}, "test")
@@ -179,14 +174,14 @@ def test_state_c_on_a_cell_without_one_names_the_cell(tmp_path, cell, named):
 
 
 def test_every_cell_has_a_name_for_messages():
-    from charlm import cli_explore
+    from charlm.cli import explore as cli_explore
     from charlm.config import CELLS
 
     assert set(cli_explore._A_CELL) == set(CELLS)
 
 
 def test_the_commands_feature_names_are_the_libraries():
-    from charlm import cli_explore
+    from charlm.cli import explore as cli_explore
 
     assert cli_explore.FEATURE_NAMES == tuple(units.FEATURES)
 
@@ -204,13 +199,13 @@ def test_the_commands_feature_names_are_the_libraries():
     (["{run}", "--text", "the cat", "--html", "{tmp}"], "is a folder: give a file name, e.g. --html {tmp}/units.html"),
     (["{gru}", "--text", "ab", "--state", "c"], "--state c needs an LSTM"),
 ])
-def test_bad_input_gives_one_line_error(trained_run, gru_run, tmp_path, args, message):
+def test_bad_input_gives_one_line_error(invoke, trained_run, gru_run, tmp_path, args, message):
     result = invoke("inspect", *[a.format(run=trained_run, gru=gru_run, tmp=tmp_path) for a in args])
     assert result.exit_code == 1
     assert message.format(tmp=tmp_path) in result.stderr and result.stderr.startswith("Error: ")
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-def test_help_ends_with_examples():
+def test_help_ends_with_examples(invoke):
     result = invoke("inspect", "--help")
     assert result.exit_code == 0 and "Examples:" in result.stdout and "charlm inspect checkpoints/" in result.stdout

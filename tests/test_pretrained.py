@@ -1,15 +1,16 @@
 """The pretrained model shipped in checkpoints/shakespeare-lstm: it loads, its recorded figures reproduce,
 and its files match the command recorded in its config."""
 
+import dataclasses
 import json
 import shlex
 
+import click
 import pytest
-from click.testing import CliRunner
 
 from charlm import checkpoint
 from charlm.cli import cli
-from charlm.config import DEFAULT_LR, ModelConfig, TrainConfig, budget_preset
+from charlm.config import LR_BY_CELL, ModelConfig, TrainConfig, resolve
 
 RUN = checkpoint.pretrained_dir()
 pytestmark = pytest.mark.skipif(not (RUN / "model.safetensors").exists(), reason="pretrained model not built")
@@ -22,9 +23,9 @@ def test_loads_and_is_small():
     assert not (RUN / "last.safetensors").exists()  # weights only: no optimizer state shipped
 
 
-def test_recorded_validation_figures_reproduce():
+def test_recorded_validation_figures_reproduce(invoke):
     recorded = checkpoint.load(None).weights
-    result = CliRunner().invoke(cli, ["eval", str(RUN), "--json"], catch_exceptions=False)
+    result = invoke("eval", RUN, "--json")
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert figures["loss"] == pytest.approx(recorded["val_loss"], abs=1e-4)
@@ -32,34 +33,27 @@ def test_recorded_validation_figures_reproduce():
 
 
 def test_files_match_the_recorded_command():
+    """config.json's command, read by `charlm train` and resolved by the preset table, gives the recorded configs."""
     info = json.loads((RUN / "config.json").read_text())
     words = shlex.split(info["command"])
     assert words[:3] == ["charlm", "train", "shakespeare"]
     ctx = cli.commands["train"].make_context("train", words[2:])
-    params = ctx.params
-    model = ModelConfig.from_dict(info["model"])
-    preset = budget_preset(params["time_budget"])  # cell, width, dropouts and weight decay were left to the budget
-    assert params["cell"] is None and params["dropout"] is None and params["time_budget"] is None
-    assert params["weight_drop"] is None
-    assert params["hidden_size"] is None
-    assert params["weight_decay"] is None and TrainConfig.from_dict(info["train"]).weight_decay == preset["weight_decay"]
-    assert model == ModelConfig(cell=preset["cell"], num_layers=params["num_layers"], hidden_size=preset["hidden_size"],
-                                embed_size=params["embed_size"], dropout=preset["dropout"], weight_drop=preset["weight_drop"],
-                                dropout_kind=params["dropout_kind"], tie_weights=params["tie_weights"])
-    assert model == ModelConfig()  # trained with the default settings
-    train = TrainConfig.from_dict(info["train"])
-    defaults = TrainConfig()
-    for name in ("batch_size", "seq_len", "optimizer", "min_lr_ratio", "warmup_steps", "grad_clip", "eval_every",
-                 "seed", "val_fraction"):
-        assert getattr(train, name) == getattr(defaults, name) == params.get(name, getattr(defaults, name)), name
-    assert params["lr"] is None and train.lr == DEFAULT_LR[model.cell]  # the default learning rate for its cell
-    assert train.max_steps == params["max_steps"]
+    assert not ctx.params["out"].is_absolute()  # a folder a user's clone can have, not the trainer's machine's
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE}
+    settings = {f.name for config in (ModelConfig, TrainConfig) for f in dataclasses.fields(config)}
+    model, train = resolve({name: ctx.params[name] for name in given & settings})
+    assert ModelConfig.from_dict(info["model"]) == model == ModelConfig()  # trained with the default settings
+    recorded = TrainConfig.from_dict(info["train"])
+    assert recorded == dataclasses.replace(train, precision=recorded.precision)  # "auto" is recorded as decided
+    assert recorded.lr == LR_BY_CELL[model.cell] and "lr" not in given  # the default learning rate for its cell
+    assert recorded.max_steps == ctx.params["max_steps"]
 
 
-def test_sample_and_repl_default_to_it():
-    sample = CliRunner().invoke(cli, ["sample", "-p", "HAMLET:", "-n", "20", "--seed", "1"])
+def test_sample_and_repl_default_to_it(invoke):
+    sample = invoke("sample", "-p", "HAMLET:", "-n", "20", "--seed", "1")
     assert sample.exit_code == 0, sample.output
     assert sample.stdout.startswith("HAMLET:") and len(sample.stdout) == len("HAMLET:") + 20 + 1
-    repl = CliRunner().invoke(cli, ["repl"], input="To be, or not to b\n:quit\n")
+    repl = invoke("repl", input="To be, or not to b\n:quit\n")
     assert repl.exit_code == 0, repl.output
-    assert "e" in repl.stdout.splitlines()[0]
+    first = repl.stdout.splitlines()[0]  # 'entropy 1.52 bits | e 0.742  u 0.061 …'
+    assert first.startswith("entropy ") and first.split(" | ")[1].split()[0] == "e"  # "To be, or not to b" → e

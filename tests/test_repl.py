@@ -15,9 +15,10 @@ from charlm.cli import cli
 from charlm.config import ModelConfig, SampleConfig
 from charlm.errors import CharlmError, TokenizerError
 from charlm.model import RNNLM
-from charlm.repl import escape, unescape
+from charlm.cli.repl import escape, unescape
 from charlm.session import Session, summarize
-from charlm.tokenizer import CharTokenizer
+from charlm.tokenizers import CharTokenizer
+from conftest import char_tokenizer
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +54,7 @@ def test_generated_jamo_compose_with_the_context_into_whole_syllables(monkeypatc
     import unicodedata
 
     torch.manual_seed(0)
-    tokenizer = CharTokenizer.fit("어제 나는 공원에서 사과를 샀다.\n", normalize="nfd")
+    tokenizer = char_tokenizer("어제 나는 공원에서 사과를 샀다.\n", normalize="nfd")
     model = RNNLM(ModelConfig(num_layers=1, hidden_size=8, embed_size=4, dropout=0.0), tokenizer.vocab_size)
     s = Session(model.eval(), tokenizer)
     s.feed("어제 나는 고")
@@ -69,7 +70,7 @@ def test_generated_jamo_compose_with_the_context_into_whole_syllables(monkeypatc
 
 
 def test_generation_after_text_no_jamo_can_join_repeats_nothing(monkeypatch):
-    tokenizer = CharTokenizer.fit("hello 공원.\n", normalize="nfd")
+    tokenizer = char_tokenizer("hello 공원.\n", normalize="nfd")
     model = RNNLM(ModelConfig(num_layers=1, hidden_size=8, embed_size=4, dropout=0.0), tokenizer.vocab_size)
     s = Session(model.eval(), tokenizer)
     s.feed("hello 공")  # 공 has its final consonant: complete
@@ -206,7 +207,7 @@ def test_unescape(typed, text):
     (True, True, "xterm-256color", "auto", "live"), (True, True, "xterm", "line", "line"),
 ])
 def test_choose_mode(monkeypatch, stdin_tty, stdout_tty, term, mode, chosen):
-    from charlm import repl
+    from charlm.cli import repl
 
     monkeypatch.setattr(sys.stdin, "isatty", lambda: stdin_tty, raising=False)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: stdout_tty, raising=False)
@@ -215,7 +216,7 @@ def test_choose_mode(monkeypatch, stdin_tty, stdout_tty, term, mode, chosen):
 
 
 def test_line_mode_on_a_pipe_is_an_error(monkeypatch):
-    from charlm import repl
+    from charlm.cli import repl
 
     monkeypatch.setattr(sys.stdin, "isatty", lambda: False, raising=False)
     with pytest.raises(CharlmError, match="--line needs a terminal on stdin"):
@@ -225,11 +226,7 @@ def test_line_mode_on_a_pipe_is_an_error(monkeypatch):
 # ----- piped stdin (plain mode) -----------------------------------------------------------------------------
 
 
-def invoke(*args, input=None):
-    return CliRunner().invoke(cli, [str(a) for a in args], input=input)
-
-
-def test_repl_piped_input(trained_run, tmp_path):
+def test_repl_piped_input(invoke, trained_run, tmp_path):
     saved = tmp_path / "session.txt"
     script = (f"the c\n:accept\n:context\n:undo\n:temp 0\n:gen 5\n:save {saved}\n:bogus\n:temp -1\n:gen x\n"
               f":k 2\n\n:topk 5\n:topp 0.9\n:seed 3\n:settings\n:save {tmp_path}/no/such/dir.txt\n:reset\n:help\n"
@@ -251,20 +248,20 @@ def test_repl_piped_input(trained_run, tmp_path):
     assert "not read" not in result.stdout and "Traceback" not in result.output
 
 
-def test_repl_piped_greedy_generation_matches_sample(trained_run):
+def test_repl_piped_greedy_generation_matches_sample(invoke, trained_run):
     repl = invoke("repl", trained_run, input="the \n:temp 0\n:gen 12\n")
     sample = invoke("sample", trained_run, "-p", "the ", "-n", "12", "-t", "0")
     generated = repl.stdout.splitlines()[2]
     assert sample.stdout == "the " + generated + "\n"
 
 
-def test_repl_reports_unknown_characters_and_goes_on(trained_run):
+def test_repl_reports_unknown_characters_and_goes_on(invoke, trained_run):
     result = invoke("repl", trained_run, input="the Q\nthe\n")
     assert result.exit_code == 1
     assert "never saw: 'Q'" in result.stderr and result.stdout.startswith("entropy ")
 
 
-def test_repl_save_says_why_it_cannot_write(trained_run, tmp_path):
+def test_repl_save_says_why_it_cannot_write(invoke, trained_run, tmp_path):
     (tmp_path / "file.txt").write_text("x")
     script = f"the\n:save {tmp_path}\n:save {tmp_path}/no/such.txt\n:save {tmp_path}/file.txt/x.txt\n"
     result = invoke("repl", trained_run, input=script)
@@ -277,7 +274,7 @@ def test_repl_save_says_why_it_cannot_write(trained_run, tmp_path):
     ]
 
 
-def test_repl_save_refuses_a_folder_it_cannot_write_to(trained_run, tmp_path, monkeypatch):
+def test_repl_save_refuses_a_folder_it_cannot_write_to(invoke, trained_run, tmp_path, monkeypatch):
     access = os.access
     monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and access(path, mode))  # no rights there
     result = invoke("repl", trained_run, input=f"the\n:save {tmp_path}/x.txt\n")
@@ -289,7 +286,7 @@ def test_repl_save_refuses_a_folder_it_cannot_write_to(trained_run, tmp_path, mo
     (OSError(28, "No space left on device"), "No space left on device; free disk space or pick another folder"),
     (PermissionError(13, "Permission denied"), "Permission denied; pick a folder you can write to"),
 ])
-def test_repl_save_of_a_new_file_does_not_speak_of_a_previous_one(trained_run, tmp_path, monkeypatch, error, says):
+def test_repl_save_of_a_new_file_does_not_speak_of_a_previous_one(invoke, trained_run, tmp_path, monkeypatch, error, says):
     def fail(*args, **kwargs):
         raise error
 
@@ -302,7 +299,7 @@ def test_repl_save_of_a_new_file_does_not_speak_of_a_previous_one(trained_run, t
     assert sorted(p.name for p in tmp_path.iterdir()) == ["old.txt"]
 
 
-def test_temperature_and_top_p_must_be_finite(trained_run):
+def test_temperature_and_top_p_must_be_finite(invoke, trained_run):
     for value in ("inf", "nan", "-inf"):
         with pytest.raises(CharlmError, match=f"--temperature must be a finite number, .* got {value}"):
             SampleConfig(temperature=float(value))

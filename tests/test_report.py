@@ -3,14 +3,10 @@
 import json
 
 import pytest
-from click.testing import CliRunner
 
-from charlm import curves
-from charlm.cli import cli
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
+from charlm.cli import charts
+from charlm.cli.explore import report_rows
+from charlm.explore import curves
 
 
 @pytest.fixture
@@ -32,7 +28,7 @@ def written_run(tmp_path, trained_run):
 def test_read_curves_and_figures(written_run):
     run = curves.read_curves(written_run)
     assert run.train.step == [10, 20, 30, 40] and run.val.loss == [2.5, 2.25]
-    rows = dict(curves.summary_rows(run))
+    rows = dict(report_rows(run))
     assert rows["steps"] == "40" and rows["time"] == "2.0 min"  # the last record: val at 121 s
     assert rows["best val loss"] == "2.2500 at step 40" and rows["best val bpc"] == "3.2500"
     assert rows["tokens/s (median)"] == "1,025" and rows["last train loss"] == "2.6000"
@@ -41,7 +37,7 @@ def test_read_curves_and_figures(written_run):
     assert curves.time_axis(run) == (60.0, "min")
 
 
-def test_lines_that_are_not_utf8_or_not_records_are_skipped(written_run):
+def test_lines_that_are_not_utf8_or_not_records_are_skipped(invoke, written_run):
     metrics = written_run / "metrics.jsonl"
     lines = metrics.read_bytes().splitlines(keepends=True)
     lines[2:2] = [b"\xe3\x28\xff garbage\n", b"42\n", bytes(range(256)) + b"\n"]  # bad UTF-8, a number, noise
@@ -54,7 +50,7 @@ def test_lines_that_are_not_utf8_or_not_records_are_skipped(written_run):
 
 
 def test_terminal_chart_has_both_axes_and_both_curves(written_run):
-    chart = curves.terminal_chart(curves.read_curves(written_run), width=80, height=30, colour=False)
+    chart = charts.curves_chart([curves.read_curves(written_run)], width=80, height=30, colour=False)
     assert "\x1b[" not in chart
     assert "loss (nats/token) vs step" in chart and "loss (nats/token) vs wall time (min)" in chart
     assert chart.count("train") == 2 and chart.count("val") == 2 and "●" in chart
@@ -63,11 +59,11 @@ def test_terminal_chart_has_both_axes_and_both_curves(written_run):
 
 def test_png_is_a_picture(written_run):
     pytest.importorskip("matplotlib")
-    data = curves.png_bytes(curves.read_curves(written_run), dpi=40)
+    data = charts.curves_png([curves.read_curves(written_run)], "a run", dpi=40)
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000
 
 
-def test_report_command(trained_run, tmp_path):
+def test_report_command(invoke, trained_run, tmp_path):
     pytest.importorskip("matplotlib")
     picture = tmp_path / "curves.png"
     result = invoke("report", trained_run, "--png", picture)
@@ -87,7 +83,7 @@ def test_report_command(trained_run, tmp_path):
     (["{run}", "--png", "{tmp}"], "is a folder: give a file name, e.g. --png {tmp}/curves.png"),
     (["{run}", "--height", "3"], "--height"),
 ])
-def test_bad_input_gives_one_line_error(trained_run, tmp_path, args, message):
+def test_bad_input_gives_one_line_error(invoke, trained_run, tmp_path, args, message):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "config.json").write_text((trained_run / "config.json").read_text())
@@ -97,7 +93,7 @@ def test_bad_input_gives_one_line_error(trained_run, tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-def test_png_without_matplotlib_is_a_clear_error(trained_run, tmp_path, monkeypatch):
+def test_png_without_matplotlib_is_a_clear_error(invoke, trained_run, tmp_path, monkeypatch):
     import builtins
 
     real_import = builtins.__import__
@@ -112,6 +108,6 @@ def test_png_without_matplotlib_is_a_clear_error(trained_run, tmp_path, monkeypa
     assert result.exit_code == 1 and "pip install 'charlm[plot]'" in result.stderr
 
 
-def test_help_ends_with_examples():
+def test_help_ends_with_examples(invoke):
     result = invoke("report", "--help")
     assert result.exit_code == 0 and "Examples:" in result.stdout and "charlm report checkpoints/" in result.stdout

@@ -8,13 +8,13 @@ import os
 import numpy as np
 import pytest
 import torch
-from click.testing import CliRunner
 
-from charlm import checkpoint, display, surprisal
-from charlm.cli import cli
+from charlm import checkpoint
+from charlm.cli import display
+from charlm.explore import surprisal
 from charlm.config import ModelConfig, TrainConfig
 from charlm.model import RNNLM
-from charlm.tokenizer import CharTokenizer
+from charlm.tokenizers import CharTokenizer
 
 SNAPSHOT_TEXT = "abc cab.\nba ca"
 # bits of each character of SNAPSHOT_TEXT under fixed_model(); the first has no prediction
@@ -73,10 +73,6 @@ def korean_run(tmp_path_factory):
     checkpoint.create_run(run_dir, tokenizer, model.config, TrainConfig(max_steps=1), {"source": "random"}, "test")
     checkpoint.save_weights(run_dir, model, {"step": 0})
     return run_dir
-
-
-def invoke(*args):
-    return CliRunner().invoke(cli, [str(a) for a in args])
 
 
 # ----- the numbers ------------------------------------------------------------------------------------------
@@ -227,14 +223,14 @@ def test_colour_scales():
 # ----- the command ------------------------------------------------------------------------------------------
 
 
-def test_score_output_snapshot(fixed_run):
+def test_score_output_snapshot(invoke, fixed_run):
     # on CPU: a GPU's arithmetic can move the last printed digit
     result = invoke("score", fixed_run, "--text", SNAPSHOT_TEXT, "--spans", "3", "--span-width", "3", "--device", "cpu")
     assert result.exit_code == 0, result.output
     assert result.stdout == SNAPSHOT_OUTPUT.format(run=fixed_run)
 
 
-def test_score_json_and_file(fixed_run, tmp_path):
+def test_score_json_and_file(invoke, fixed_run, tmp_path):
     text_file = tmp_path / "t.txt"
     text_file.write_text(SNAPSHOT_TEXT, encoding="utf-8")
     result = invoke("score", fixed_run, text_file, "--json")
@@ -244,7 +240,7 @@ def test_score_json_and_file(fixed_run, tmp_path):
     assert figures["token_bits"][0] == ["a", None] and figures["token_bits"][1][1] == pytest.approx(5.2212, abs=1e-3)
 
 
-def test_score_html_is_self_contained_and_written_atomically(fixed_run, tmp_path):
+def test_score_html_is_self_contained_and_written_atomically(invoke, fixed_run, tmp_path):
     page = tmp_path / "score.html"
     result = invoke("score", fixed_run, "--text", SNAPSHOT_TEXT, "--html", page)
     assert result.exit_code == 0, result.output
@@ -256,14 +252,14 @@ def test_score_html_is_self_contained_and_written_atomically(fixed_run, tmp_path
     assert [p.name for p in tmp_path.iterdir()] == ["score.html"]  # no temporary file left
 
 
-def test_show_limits_the_heatmap_not_the_figures(fixed_run):
+def test_show_limits_the_heatmap_not_the_figures(invoke, fixed_run):
     result = invoke("score", fixed_run, "--text", SNAPSHOT_TEXT * 3, "--show", "5", "--json")
     assert json.loads(result.stdout)["characters"] == 3 * len(SNAPSHOT_TEXT) - 1
     result = invoke("score", fixed_run, "--text", SNAPSHOT_TEXT * 3, "--show", "5")
     assert result.stdout.startswith("abc c\n") and "showing the first 5 of 42 characters" in result.stderr
 
 
-def test_plain_heatmap_of_wide_characters_lines_up(korean_run):
+def test_plain_heatmap_of_wide_characters_lines_up(invoke, korean_run):
     result = invoke("score", korean_run, "--text", "어제 나는\n공원에서")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
@@ -287,7 +283,7 @@ def test_plain_heatmap_of_wide_characters_lines_up(korean_run):
     (["{run}", "--text", "ab", "--max-bits", "0"], "--max-bits"),
     (["{tmp}/nothing", "--text", "ab"], "does not exist"),
 ])
-def test_bad_input_gives_one_line_error(fixed_run, tmp_path, args, message):
+def test_bad_input_gives_one_line_error(invoke, fixed_run, tmp_path, args, message):
     (tmp_path / "t.txt").write_text("abc", encoding="utf-8")
     result = invoke("score", *[a.format(run=fixed_run, tmp=tmp_path) for a in args])
     assert result.exit_code == 1
@@ -295,7 +291,7 @@ def test_bad_input_gives_one_line_error(fixed_run, tmp_path, args, message):
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.output
 
 
-def test_unwritable_html_folder_is_refused_before_scoring(fixed_run, tmp_path, monkeypatch):
+def test_unwritable_html_folder_is_refused_before_scoring(invoke, fixed_run, tmp_path, monkeypatch):
     locked = tmp_path / "locked"
     locked.mkdir()
     real_access = os.access  # root may write anywhere, so a read-only folder is simulated
@@ -304,6 +300,6 @@ def test_unwritable_html_folder_is_refused_before_scoring(fixed_run, tmp_path, m
     assert result.exit_code == 1 and "is not writable" in result.stderr
 
 
-def test_help_ends_with_examples():
+def test_help_ends_with_examples(invoke):
     result = invoke("score", "--help")
     assert result.exit_code == 0 and "Examples:" in result.stdout and "charlm score checkpoints/" in result.stdout

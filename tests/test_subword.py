@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from charlm import corpus
 from charlm.errors import TokenizerError
-from charlm.subword import MAX_SENTENCE_CHARS, SPACE, SentencePieceTokenizer, SubwordFitter
-from charlm.tokenizer import tokenizer_from_dict
+from charlm.tokenizers.subword import MAX_SENTENCE_CHARS, SPACE, SentencePieceTokenizer, SubwordFitter
+from charlm.tokenizers import tokenizer_from_dict
+from conftest import subword_tokenizer
 
 TRAIN = corpus.load_text("kolaw_constitution").text + "The cat sat on the mat.\tTabs\tand  double  spaces.\n" * 50
 TRICKY = ["", " ", "  lead and trail  ", "a\tb\t\tc", "\n\n\nblank\n\n", "literal ▁ and ▁▁ and ▁x▁",
@@ -21,12 +22,12 @@ TRICKY = ["", " ", "  lead and trail  ", "a\tb\t\tc", "\n\n\nblank\n\n", "litera
 
 @pytest.fixture(scope="module")
 def unigram():
-    return SentencePieceTokenizer.fit(TRAIN, vocab_size=1000, model_type="unigram")
+    return subword_tokenizer(TRAIN, vocab_size=1000, model_type="unigram")
 
 
 @pytest.fixture(scope="module")
 def bpe():
-    return SentencePieceTokenizer.fit(TRAIN, vocab_size=1000, model_type="bpe")
+    return subword_tokenizer(TRAIN, vocab_size=1000, model_type="bpe")
 
 
 @pytest.mark.parametrize("text", TRICKY)
@@ -84,10 +85,10 @@ def test_serialisation_is_one_json_object_with_its_settings(unigram):
 
 
 def test_vocabulary_too_large_for_a_small_corpus_is_soft_and_said(tmp_path):
-    tok = SentencePieceTokenizer.fit(corpus.load_text("kolaw_constitution").text, vocab_size=8000)
+    tok = subword_tokenizer(corpus.load_text("kolaw_constitution").text, vocab_size=8000)
     assert 259 < tok.vocab_size < 8000  # fewer pieces instead of an error
     from charlm import data
-    from charlm.tokenizer import TokenizerSpec
+    from charlm.tokenizers import TokenizerSpec
 
     run = data.prepare("kolaw_constitution", 0.1, spec=TokenizerSpec(level="subword", vocab_size=8000), cache_dir=None)
     assert f"the training text gave {run.tokenizer.vocab_size:,} subword pieces, fewer than the --vocab-size 8,000" \
@@ -96,7 +97,7 @@ def test_vocabulary_too_large_for_a_small_corpus_is_soft_and_said(tmp_path):
 
 def test_vocabulary_too_small_says_how_large_it_must_be():
     with pytest.raises(TokenizerError, match=r"--vocab-size 300 is too small.*pass --vocab-size \d+ or more"):
-        SentencePieceTokenizer.fit(corpus.load_text("kolaw_constitution").text, vocab_size=300)
+        subword_tokenizer(corpus.load_text("kolaw_constitution").text, vocab_size=300)
 
 
 def test_long_lines_are_cut_so_sentencepiece_does_not_skip_them():
@@ -110,7 +111,7 @@ def test_long_lines_are_cut_so_sentencepiece_does_not_skip_them():
 
 def test_nfd_subwords_recompose_on_decode():
     text = corpus.load_text("kolaw_constitution").text
-    tok = SentencePieceTokenizer.fit(text, vocab_size=600, normalize="nfd")
+    tok = subword_tokenizer(text, vocab_size=600, normalize="nfd")
     sample = "대한민국은 민주공화국이다.\n"
     ids = tok.encode(sample)
     assert tok.decode(ids) == sample and tok.count_chars(ids) == len(sample)

@@ -9,15 +9,15 @@ import torch
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from charlm.model import RNNLM
 from charlm.sampling import generate
-from charlm.tokenizer import CharTokenizer
+from charlm.tokenizers import CharTokenizer
 from charlm.train import EvalReport, StepReport, Trainer, lr_at
 
-from conftest import TINY_TEXT
+from conftest import TINY_TEXT, char_tokenizer
 
 
 def train_tiny(cell: str, steps: int = 80, **model_kwargs):
     torch.manual_seed(0)
-    tok = CharTokenizer.fit(TINY_TEXT)
+    tok = char_tokenizer(TINY_TEXT)
     ids = tok.encode(TINY_TEXT)
     split = int(len(ids) * 0.9)
     config = ModelConfig(**{"cell": cell, "num_layers": 1, "hidden_size": 24, "embed_size": 8, "dropout": 0.0, **model_kwargs})
@@ -42,7 +42,7 @@ def test_each_cell_learns(cell):
 def test_hihello_is_learned_exactly():
     """The classic exercise: one-hot input, learn h→i→h→e→l→l→o; greedy from 'h' gives 'ihello'."""
     torch.manual_seed(0)
-    tok = CharTokenizer.fit("hihello")
+    tok = char_tokenizer("hihello")
     ids = tok.encode("hihello")
     model = RNNLM(ModelConfig(cell="rnn", num_layers=1, hidden_size=8, embed_size=0, dropout=0.0), tok.vocab_size)
     trainer = Trainer(model, ids, None, TrainConfig(batch_size=1, seq_len=6, lr=0.05, warmup_steps=0, max_steps=150),
@@ -66,7 +66,7 @@ def test_lr_schedule_warms_up_then_decays_to_floor():
 
 
 def test_time_budget_stops_the_run():
-    tok = CharTokenizer.fit(TINY_TEXT)
+    tok = char_tokenizer(TINY_TEXT)
     ids = tok.encode(TINY_TEXT)
     model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8), tok.vocab_size)
     trainer = Trainer(model, ids[:2000], ids[2000:], TrainConfig(batch_size=4, seq_len=16, time_budget=1.0),
@@ -82,7 +82,7 @@ def test_time_budget_stops_the_run():
 def test_a_slow_first_step_does_not_end_a_time_budget(monkeypatch):
     """With --compile the first step includes the compilation; the evaluation reserve must not be
     estimated from it (that once made a 60 s run stop after one step)."""
-    tok = CharTokenizer.fit(TINY_TEXT)
+    tok = char_tokenizer(TINY_TEXT)
     ids = tok.encode(TINY_TEXT)
     model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8), tok.vocab_size)
     trainer = Trainer(model, ids[:2000], ids[2000:], TrainConfig(batch_size=4, seq_len=16, time_budget=2.0),
@@ -178,7 +178,7 @@ def test_a_run_gives_up_threads_when_load_arrives_and_takes_them_back_when_it_le
 def test_the_step_rate_leaves_out_evaluations():
     """A report right after an evaluation must not divide the tokens of ten steps by the time of one."""
     torch.manual_seed(0)
-    tok = CharTokenizer.fit(TINY_TEXT)
+    tok = char_tokenizer(TINY_TEXT)
     ids = tok.encode(TINY_TEXT)
     model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8, dropout=0.0), tok.vocab_size)
     trainer = Trainer(model, ids[:2400], ids[2400:],

@@ -1,7 +1,9 @@
 """Terminal output: stdout carries only the product (text, figures, --json); everything else goes to stderr.
 
 The consoles look up sys.stdout / sys.stderr when they write, so click's
-CliRunner captures them in tests.
+CliRunner captures them in tests. Long work shows a live rich bar on a terminal
+and, when stderr is a file or a pipe (a log), complete plain lines instead:
+``drive`` runs a generator of progress reports either way.
 """
 
 from __future__ import annotations
@@ -9,6 +11,8 @@ from __future__ import annotations
 import math
 import os
 import sys
+import time
+from typing import Callable, Generator
 
 from rich.console import Console
 from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
@@ -20,6 +24,22 @@ from rich.table import Table
 _PIPE_WIDTH = None if sys.stdout.isatty() or "COLUMNS" in os.environ else 160
 out = Console(highlight=False, soft_wrap=True, width=_PIPE_WIDTH)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def colour() -> bool:
+    """Whether stdout shows colours: a terminal, with colours, and no NO_COLOR in the environment."""
+    return out.is_terminal and out.color_system is not None and not out.no_color
+
+
+def fit_threads(work: str, device: str = "auto") -> None:
+    """Before CPU work: as many torch threads as there are CPUs other processes leave free, said when that is
+    fewer than usual (runtime.fit_threads_to_free_cpus; an explicit OMP_NUM_THREADS is left alone)."""
+    from charlm import runtime
+
+    if runtime.select_device(device).type == "cpu":
+        note = runtime.fit_threads_to_free_cpus(work)
+        if note:
+            info(note)
 
 
 def warn(message: str) -> None:
@@ -39,6 +59,55 @@ def dropout_clause(dropout: float, kind: str = "standard", weight_drop: float = 
     """'dropout 0.2', 'dropout 0.2 locked', 'dropout 0.2, weight drop 0.3': a model's regularisation in words."""
     words = f"dropout {dropout:g}{' locked' if kind == 'locked' else ''}"
     return words + (f", weight drop {weight_drop:g}" if weight_drop else "")
+
+
+def plain(message: str) -> None:
+    """A complete line on stderr without markup, flushed at once: a log read after a crash still has it."""
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+    err.file.flush()
+
+
+PLAIN_EVERY_S = 10.0  # seconds between plain progress lines in a log
+
+
+def drive(steps: Generator, make_bar: Callable[[], Progress], show: Callable, line: Callable | None = None):
+    """Run a generator of progress reports to its end and return its value.
+
+    On a terminal, ``show(bar, report)`` draws each report on the bar ``make_bar()`` makes on stderr.
+    Otherwise ``line(report)`` (when given) words a report as one plain line: work that takes longer than
+    PLAIN_EVERY_S prints one such line every PLAIN_EVERY_S seconds and one for its last report, so a log
+    shows how far it got; quicker work prints none.
+    """
+    if err.is_terminal:
+        with make_bar() as bar:
+            while True:
+                try:
+                    report = next(steps)
+                except StopIteration as stop:
+                    return stop.value
+                show(bar, report)
+    printed_at, printed, pending = time.monotonic(), False, None
+    while True:
+        try:
+            report = next(steps)
+        except StopIteration as stop:
+            if printed and pending is not None:
+                plain(pending)
+            return stop.value
+        pending = line(report) if line is not None else None
+        if pending is not None and time.monotonic() - printed_at >= PLAIN_EVERY_S:
+            plain(pending)
+            printed_at, printed, pending = time.monotonic(), True, None
+
+
+def duration(seconds: float) -> str:
+    """'42 s', '3 min 05 s', '1 h 02 min': a time span for progress lines."""
+    seconds = max(0, round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    if seconds < 3600:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
 
 
 def fmt(value: float, digits: int = 4) -> str:

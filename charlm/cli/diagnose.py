@@ -1,28 +1,28 @@
 """`charlm diagnose gradients` and `charlm diagnose memory`: the course's long-dependency lesson, measured.
 
-The measurements live in charlm.diagnose and return values. Each command
-checks its options (cheap things first), runs the measurement, and renders
-it: a table and a terminal chart (plotext) on stdout, a PNG (matplotlib,
-written atomically) or JSON. Registered by cli.py; the library is imported
-inside the commands so that `charlm --help` does not load torch.
+The measurements live in charlm.explore.diagnose and return values. Each
+command checks its options (cheap things first), runs the measurement, and
+renders it: a table and a terminal chart on stdout, a PNG (written atomically)
+or JSON. The library is imported inside the commands so that `charlm --help`
+does not load torch.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import click
+from rich.text import Text
 
-from charlm.cli_explore import _write
-from charlm.cli_options import check_writable, encoding_errors_option, unknown_option
+from charlm.cli import console
+from charlm.cli.options import check_writable, encoding_errors_option, given, unknown_option, write_output
 from charlm.config import MemoryConfig, ModelConfig
-from charlm.errors import ConfigError
+from charlm.errors import ConfigError, CorpusError
 
 COMMANDS: list = []
-MODEL_DEFAULTS, MEMORY_DEFAULTS = ModelConfig(), MemoryConfig()
+FRESH_TEXT = "shakespeare"  # the fresh models' text when no --text is given
 DEFAULT_CELLS = "rnn,lstm,gru"
 SHOWN_DISTANCES = (1, 10, 50, 100, 200, 500)  # table columns that fit in the window, then its far end
 
@@ -30,7 +30,7 @@ SHOWN_DISTANCES = (1, 10, 50, 100, 200, 500)  # table columns that fit in the wi
 @click.group(epilog="""\b
 Examples:
   charlm diagnose gradients
-  charlm diagnose gradients checkpoints/shakespeare --png gradients.png
+  charlm diagnose gradients checkpoints/shakespeare-lstm --png gradients.png
   charlm diagnose memory --gaps 5,10,20,40
 """)
 def diagnose():
@@ -52,15 +52,15 @@ COMMANDS.append(diagnose)
 Examples:
   charlm diagnose gradients                           # fresh RNN, LSTM and GRU on Shakespeare
   charlm diagnose gradients --fresh --cells rnn,lstm --hidden 64 --layers 1 --length 200 --png grads.png
-  charlm diagnose gradients checkpoints/shakespeare checkpoints/shakespeare-gru --text hamlet.txt --json
+  charlm diagnose gradients checkpoints/shakespeare-lstm --json     # on the run's own validation text
 """)
 @click.argument("checkpoints", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--fresh", is_flag=True, help="Also measure freshly initialised models of --cells (the default when no CHECKPOINTS are given).")
 @click.option("--cells", "cells_spec", default=DEFAULT_CELLS, show_default=True, help="Cells of the --fresh models, comma-separated.")
-@click.option("--hidden", "hidden_size", type=int, default=MODEL_DEFAULTS.hidden_size, show_default=True, help="Hidden units per layer of the --fresh models.")
-@click.option("--layers", "num_layers", type=int, default=MODEL_DEFAULTS.num_layers, show_default=True, help="Layers of the --fresh models.")
+@click.option("--hidden", "hidden_size", type=int, default=ModelConfig.hidden_size, show_default=True, help="Hidden units per layer of the --fresh models.")
+@click.option("--layers", "num_layers", type=int, default=ModelConfig.num_layers, show_default=True, help="Layers of the --fresh models.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --fresh models' initial weights.")
-@click.option("--text", "text_source", default="shakespeare", show_default=True, metavar="TEXT", help="Where the windows come from: a file, folder or shipped corpus name.")
+@click.option("--text", "text_source", metavar="TEXT", help=f"Where the windows come from: a file, folder or shipped corpus name (default: each run's own validation text; {FRESH_TEXT} for the fresh models).")
 @click.option("-T", "--length", type=int, default=100, show_default=True, help="Window length T: the loss is at its last step, gradients go back to its first.")
 @click.option("--windows", type=int, default=8, show_default=True, help="Windows, evenly spaced over the text, whose norms are averaged.")
 @click.option("--png", "png_out", type=click.Path(path_type=Path), help="Also write the chart as a PNG picture (needs matplotlib).")
@@ -81,14 +81,16 @@ def gradients(checkpoints, fresh, cells_spec, hidden_size, num_layers, seed, tex
     """
     import torch
 
-    from charlm import checkpoint as ckpt, corpus, diagnose as lib
-    from charlm.tokenizer import CharTokenizer
+    from charlm import checkpoint, corpus
+    from charlm.cli import charts
+    from charlm.explore import diagnose as lib
+    from charlm.tokenizers import TokenizerSpec
 
-    ctx = click.get_current_context()
     shaping = {"cells_spec": "--cells", "hidden_size": "--hidden", "num_layers": "--layers", "seed": "--seed"}
-    given = [opt for name, opt in shaping.items() if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE]
-    if checkpoints and not fresh and given:
-        raise ConfigError(f"{', '.join(given)} shape the --fresh models: add --fresh to measure some beside the checkpoints")
+    set_by_user = given(click.get_current_context())
+    shaped = [option for name, option in shaping.items() if name in set_by_user]
+    if checkpoints and not fresh and shaped:
+        raise ConfigError(f"{', '.join(shaped)} shape the --fresh models: add --fresh to measure some beside the checkpoints")
     fresh = fresh or not checkpoints
     cells = lib.parse_cells(cells_spec) if fresh else []
     ModelConfig(num_layers=num_layers, hidden_size=hidden_size)  # checks the sizes
@@ -96,117 +98,61 @@ def gradients(checkpoints, fresh, cells_spec, hidden_size, num_layers, seed, tex
     if height < 10:
         raise ConfigError(f"--height must be at least 10 lines, got {height}")
     check_writable(png_out, "--png", "gradients.png")
-    loaded = corpus.load_text(text_source, encoding_errors)
-    default_text = ctx.get_parameter_source("text_source") == click.core.ParameterSource.DEFAULT
+    console.fit_threads("measuring gradients", "cpu")
+    loaded = corpus.load_text(text_source, encoding_errors) if text_source is not None else None
     models = []
     for path in checkpoints:
-        ck = ckpt.load(path, "cpu")
-        ids = _encode(ck.tokenizer, loaded.text, unknown, path, text_source if default_text else None)
+        ck = checkpoint.load(path, "cpu")
+        ids = ck.tokenizer.encode(loaded.text, unknown=unknown) if loaded else _validation_ids(path, ck)
         models.append((str(path), ck.model, torch.from_numpy(ids.astype("int64"))))
     if fresh:
-        tokenizer = CharTokenizer.fit(loaded.text)
-        ids = torch.from_numpy(tokenizer.encode(loaded.text).astype("int64"))
+        fresh_text = loaded or corpus.load_text(FRESH_TEXT)
+        tokenizer = TokenizerSpec().fit(fresh_text.text)
+        ids = torch.from_numpy(tokenizer.encode(fresh_text.text).astype("int64"))
         models += [("fresh", lib.fresh_model(cell, tokenizer.vocab_size, hidden_size, num_layers, seed), ids)
                    for cell in cells]
     flows = lib.gradient_flow(models, length, windows)
-    title = f"‖d loss_T / d h_t‖ against distance T − t, on {loaded.source} (mean of {windows} windows of {length})"
+    on = loaded.source if loaded else ("each run's validation text" if not fresh else
+                                        f"each run's validation text ({FRESH_TEXT} for the fresh models)"
+                                        if checkpoints else FRESH_TEXT)
+    title = f"‖d loss_T / d h_t‖ against distance T − t, on {on} (mean of {windows} windows of {length})"
+    labels = [_label(f) for f in flows]
     if png_out is not None:
-        _write(png_out, _gradient_png(flows, title))
+        write_output(png_out, charts.gradients_png(flows, labels, title))
     if as_json:
-        click.echo(json.dumps({"text": loaded.source, "length": length, "windows": windows,
+        click.echo(json.dumps({"text": on, "length": length, "windows": windows,
                                "models": [f.to_dict() for f in flows]}, ensure_ascii=False))
         return
-    _print_gradients(flows, length, title, chart, height)
-
-
-def _encode(tokenizer, text: str, unknown: str, path: Path, default_corpus: str | None):
-    """A checkpoint's ids for the windows' text. When that text is the default (``default_corpus``, a shipped corpus
-    in English), characters the model never saw mean a model of another language: the message says so."""
-    from charlm.errors import TokenizerError
-    from charlm.tokenizer import describe_chars
-
-    try:
-        return tokenizer.encode(text, unknown=unknown)
-    except TokenizerError:
-        if default_corpus is None:
-            raise
-    chars = tokenizer.unknown_chars(text)
-    raise ConfigError(f"--text defaults to the shipped {default_corpus} corpus, which has {len(chars)} character(s) "
-                      f"{path} never saw ({describe_chars(chars)}): pass --text FILE with text in the model's "
-                      "language, or --unknown skip")
-
-
-def _print_gradients(flows, length: int, title: str, chart: bool, height: int) -> None:
-    from rich.text import Text
-
-    from charlm import console
-
     distances = sorted({k for k in SHOWN_DISTANCES if 0 < k < length} | {length - 1})
     columns = ["model", *[f"k={k}" for k in distances], "ratio", "×/step"]
-    rows = [[_label(f), *[f"{f.norms[k]:.1e}" for k in distances],
-             f"{f.ratio:.0e}", f"{f.per_step:.2f}"] for f in flows]
+    rows = [[label, *[f"{f.norms[k]:.1e}" for k in distances], f"{f.ratio:.0e}", f"{f.per_step:.2f}"]
+            for f, label in zip(flows, labels)]
     console.out.print(console.comparison_table(f"{title}; k = T − t steps back from the loss", columns, rows))
     console.out.print(f"ratio: the norm at k={length - 1} over the norm at k=1; ×/step: the average factor it shrinks "
                       "by for each step back", markup=False)
     if chart:
         width = max(40, min(console.out.size.width, 120))
-        console.out.print(Text.from_ansi(_gradient_chart(flows, width, height, colour=console.out.is_terminal)))
+        console.out.print(Text.from_ansi(charts.gradients_chart(flows, labels, width, height, colour=console.colour())))
+
+
+def _validation_ids(path: Path, ck):
+    """A run's own validation text, as ids of its vocabulary; a one-line error naming --text when it cannot
+    be read again (the corpus moved or changed, or the run had no validation part)."""
+    from charlm import data
+    from charlm.cli.train import read_with_progress
+
+    try:
+        ids, _ = read_with_progress(data.recorded_split_steps(ck.info["corpus"], ck.info["train"], "val",
+                                                              ck.tokenizer))
+    except CorpusError as e:
+        raise ConfigError(f"{path}: its validation text cannot be read ({e}); "
+                          "pass --text FILE with text in the model's language") from None
+    return ids
 
 
 def _label(flow) -> str:
     """'LSTM 2×256 (fresh)', or the cell and size followed by the run folder."""
     return f"{flow.cell.upper()} {flow.num_layers}×{flow.hidden_size} " + ("(fresh)" if flow.name == "fresh" else flow.name)
-
-
-def _log_ticks(flows) -> list[int]:
-    """Whole powers of ten spanning every norm: the y ticks of a chart of log10(norm)."""
-    from charlm.curves import nice_ticks
-
-    logs = [_log10(v) for f in flows for v in f.norms]
-    low, high = math.floor(min(logs)), math.ceil(max(logs))
-    return [int(t) for t in nice_ticks(low, high) if t == int(t)] or [low, high]
-
-
-def _log10(value: float) -> float:
-    return math.log10(max(value, 1e-300))  # a norm that underflowed to 0 sits at the bottom
-
-
-def _gradient_chart(flows, width: int, height: int, colour: bool) -> str:
-    """log10(norm) against distance as terminal text: lines in colour, numbered markers without."""
-    import plotext
-
-    from charlm.curves import nice_ticks
-
-    fig = plotext.figure
-    fig.clear()
-    plotext.terminal.limit(False, False)  # the size below, whatever the terminal (or pipe) is
-    fig.plot_size(width, height)
-    fig.theme("simple")
-    for i, f in enumerate(flows, start=1):
-        signal = fig.signal(list(range(len(f.norms))), [_log10(v) for v in f.norms],
-                            **({} if colour else {"marker": str(i % 10)})).label(_label(f))
-        fig.draw(signal.lines() if colour else signal)
-    ticks = _log_ticks(flows)
-    fig.ruler("y").ticks(ticks, [f"1e{t}" for t in ticks])
-    lowest = min(_log10(v) for f in flows for v in f.norms)
-    fig.legend(x=0, y=lowest, va="bottom", relative=True)  # bottom left: the corner the decaying lines leave empty
-    x_ticks = [int(t) for t in nice_ticks(0, len(flows[0].norms) - 1)]
-    fig.ruler("x").ticks(x_ticks, [str(t) for t in x_ticks])
-    return fig.build().string(colorless=not colour)
-
-
-def _gradient_png(flows, title: str) -> bytes:
-    from charlm.curves import figure_png, new_figure
-
-    fig = new_figure((8, 4.5))
-    ax = fig.subplots()
-    for f in flows:
-        ax.semilogy(range(len(f.norms)), [max(v, 1e-300) for v in f.norms], label=_label(f), lw=1.5)
-    ax.set(xlabel="k = T − t (steps back from the loss)", ylabel="‖d loss_T / d h_t‖")
-    ax.grid(alpha=0.3, which="both")
-    ax.legend()
-    fig.suptitle(title, fontsize=10)
-    return figure_png(fig)
 
 
 # ----- memory -----------------------------------------------------------------------------------------------
@@ -220,12 +166,12 @@ Examples:
 """)
 @click.option("--cells", "cells_spec", default=DEFAULT_CELLS, show_default=True, help="Cells to train, comma-separated.")
 @click.option("--gaps", "gaps_spec", default="2,5,10,20,40,80", show_default=True, help="Filler characters between the symbol and the query, comma-separated.")
-@click.option("--steps", type=int, default=MEMORY_DEFAULTS.steps, show_default=True, help="Training steps at most, per cell and gap (it stops early once learned).")
-@click.option("--hidden", "hidden_size", type=int, default=MEMORY_DEFAULTS.hidden_size, show_default=True, help="Hidden units (one layer).")
-@click.option("-b", "--batch-size", type=int, default=MEMORY_DEFAULTS.batch_size, show_default=True, help="Sequences per step.")
-@click.option("--lr", type=float, default=MEMORY_DEFAULTS.lr, show_default=True, help="Adam learning rate.")
-@click.option("--threshold", type=float, default=MEMORY_DEFAULTS.threshold, show_default=True, help="Answer accuracy that counts as remembering (chance is 0.25).")
-@click.option("--seed", type=int, default=MEMORY_DEFAULTS.seed, show_default=True, help="Seed of the weights and of the sequences.")
+@click.option("--steps", type=int, default=MemoryConfig.steps, show_default=True, help="Training steps at most, per cell and gap (it stops early once learned).")
+@click.option("--hidden", "hidden_size", type=int, default=MemoryConfig.hidden_size, show_default=True, help="Hidden units (one layer).")
+@click.option("-b", "--batch-size", type=int, default=MemoryConfig.batch_size, show_default=True, help="Sequences per step.")
+@click.option("--lr", type=float, default=MemoryConfig.lr, show_default=True, help="Adam learning rate.")
+@click.option("--threshold", type=float, default=MemoryConfig.threshold, show_default=True, help="Answer accuracy that counts as remembering (chance is 0.25).")
+@click.option("--seed", type=int, default=MemoryConfig.seed, show_default=True, help="Seed of the weights and of the sequences.")
 @click.option("--json", "as_json", is_flag=True, help="Print every result as JSON instead.")
 def memory(cells_spec, gaps_spec, as_json, **options):
     """Train each cell briefly to remember a symbol across a gap; report the longest gap it bridges.
@@ -238,20 +184,29 @@ def memory(cells_spec, gaps_spec, as_json, **options):
     whole gap; in `charlm train` a dependency longer than --seq-len cannot be
     learned, because truncated BPTT cuts the gradient at the window's edge.
     """
-    from charlm import console, diagnose as lib
+    from charlm.explore import diagnose as lib
 
     config = MemoryConfig(**options)
     cells, gaps = lib.parse_cells(cells_spec), lib.parse_gaps(gaps_spec)
-    results = []
-    runs = lib.memory_probe(cells, gaps, config)
-    if console.err.is_terminal:
-        with console.jobs_progress() as bar:
-            task = bar.add_task("memory", total=len(cells) * len(gaps))
-            for result in runs:
-                results.append(result)
-                bar.update(task, advance=1, description=f"{result.cell} gap {result.gap}")
-    else:
-        results = list(runs)
+    console.fit_threads("the memory probe", "cpu")
+
+    def collected():
+        results = []
+        for result in lib.memory_probe(cells, gaps, config):
+            results.append(result)
+            yield result
+        return results
+
+    def show(bar, result) -> None:
+        if not bar.tasks:
+            bar.add_task("memory", total=len(cells) * len(gaps))
+        bar.update(bar.task_ids[0], advance=1, description=f"{result.cell} gap {result.gap}")
+
+    def line(result) -> str:
+        tried = "not tried" if result.accuracy is None else f"accuracy {result.accuracy:.2f} in {result.steps:,} steps"
+        return f"memory: {result.cell} gap {result.gap}: {tried}"
+
+    results = console.drive(collected(), console.jobs_progress, show, line)
     largest = {cell: lib.largest_gap([r for r in results if r.cell == cell], config.threshold) for cell in cells}
     if as_json:
         click.echo(json.dumps({"example": lib.example(gaps[0], config.seed), "chance": 1 / len(lib.SYMBOLS),
@@ -263,7 +218,7 @@ def memory(cells_spec, gaps_spec, as_json, **options):
 
 def _print_memory(results, cells: list[str], gaps: list[int], largest: dict, config: MemoryConfig) -> None:
     """One row per gap, one column per cell: accuracy (steps taken); the last row the largest gap bridged."""
-    from charlm import console, diagnose as lib
+    from charlm.explore import diagnose as lib
 
     by_key = {(r.cell, r.gap): r for r in results}
 

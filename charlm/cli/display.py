@@ -1,7 +1,5 @@
-"""Text and colour for people to look at: visible tokens, colour scales, heatmap cells and an HTML page.
-
-Shared by the REPL, ``score`` and ``inspect``. No terminal code here: the
-commands turn ``Cell`` lists into rich Text, and ``html_page`` into a file.
+"""Text and colour for people to look at: visible tokens, colour scales, heatmaps (rich, plain or HTML) and
+a self-contained HTML page. Shared by the REPL, ``sample``, ``score`` and ``inspect``.
 
 A heatmap is a list of cells, one per token (or character), each with a value
 and the colour that value maps to on a scale::
@@ -44,22 +42,6 @@ def for_terminal(text: str) -> str:
         return text
     return "".join(ch if ch in "\n\t" or unicodedata.category(ch) != "Cc" else
                    chr(0x2400 + ord(ch)) if ord(ch) < 0x20 else "\u2421" if ch == "\x7f" else "\ufffd" for ch in text)
-
-
-def text_pieces(tokenizer, ids) -> list[str]:
-    """The text each token completes, in order, so that "".join(pieces) is the decoded text.
-
-    At char level every token is its own character. A byte-level token that
-    starts a multi-byte character completes nothing ("") and the byte that ends
-    it carries the whole character; a decoder that composes NFD text into NFC
-    hands a character over one token late. Text the decoder still holds at the
-    end goes with the last token.
-    """
-    decoder = tokenizer.incremental_decoder()
-    pieces = [decoder.feed(int(i)) for i in ids]
-    if pieces:
-        pieces[-1] += decoder.flush()
-    return pieces
 
 
 # ----- colour scales ----------------------------------------------------------------------------------------
@@ -228,3 +210,49 @@ def html_heatmap(heat: list[Cell]) -> str:
 
 def html_legend(legend: list[Cell], low: str, high: str) -> str:
     return f'<p class="legend">{html.escape(low)} {html_cells(legend)} {html.escape(high)}</p>'
+
+
+# ----- on the terminal --------------------------------------------------------------------------------------
+
+
+def rich_heatmap(heat: list[Cell]):
+    """Cells → rich Text with coloured backgrounds; newlines drawn as ⏎ and kept."""
+    from rich.color import Color
+    from rich.style import Style
+    from rich.text import Text
+
+    text = Text()
+    for cell in heat:
+        shown = inline(cell.text)
+        if cell.rgb is None:
+            text.append(shown, style="dim")
+            continue
+        style = Style(bgcolor=Color.from_rgb(*cell.rgb), color=Color.from_rgb(*ink(cell.rgb)))
+        body, newline = (shown[:-1], "\n") if shown.endswith("\n") else (shown, "")
+        text.append(body, style=style)
+        text.append(newline)
+    return text
+
+
+def print_heatmap(heat: list[Cell], vmin: float, vmax: float) -> None:
+    """Coloured backgrounds where stdout shows colour; otherwise (a pipe, NO_COLOR, a dumb terminal) the text
+    with a line of level glyphs under each line."""
+    from charlm.cli import console
+
+    if console.colour():
+        console.out.print(rich_heatmap(heat))
+    else:
+        console.out.print(plain_heatmap(heat, vmin, vmax), markup=False, highlight=False)
+
+
+def print_legend(scale, low: float, high: float, low_label: str, high_label: str) -> None:
+    """The colour scale from ``low`` to ``high``, or the glyph scale where there is no colour."""
+    from rich.text import Text
+
+    from charlm.cli import console
+
+    if not console.colour():
+        console.out.print(f"{LEVELS[0]} {low_label} … {LEVELS[-1]} {high_label}", markup=False, highlight=False)
+        return
+    bar = rich_heatmap(legend_cells(scale, low, high))
+    console.out.print(Text(f"{low_label} ").append_text(bar).append(f" {high_label}"))

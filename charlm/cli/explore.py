@@ -1,8 +1,9 @@
-"""Commands for looking inside a trained model (score, inspect, report), registered by cli.py.
+"""`charlm score`, `charlm inspect` and `charlm report`: look inside a trained model and its training.
 
 Each command checks its inputs (cheap things first), calls one library module
-(surprisal, units, curves), and renders the result: rich text on stdout, or a
-self-contained HTML page / PNG written atomically (temporary file, then rename).
+(explore.surprisal, explore.units, explore.curves), and renders the result:
+rich text on stdout, JSON, or a self-contained HTML page / PNG written
+atomically (temporary file, then rename).
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from rich.table import Table
+from rich.text import Text
 
-from charlm.cli_options import check_writable, device_option, encoding_errors_option, unknown_option
+from charlm.cli import console
+from charlm.cli.display import (cells, diverging, html_heatmap, html_legend, html_page, html_table, legend_cells,
+                                print_heatmap, print_legend, sequential, visible)
+from charlm.cli.options import check_writable, device_option, encoding_errors_option, unknown_option, write_output
 from charlm.errors import ConfigError
 
 COMMANDS: list = []
 UNITS_PER_FEATURE = 3  # units listed per feature in inspect's ranking table
-# units.FEATURES' names, spelt out so that `charlm --help` need not import torch (a test keeps them equal)
+# explore.units.FEATURES' names, spelt out so that `charlm --help` need not import torch (a test keeps them equal)
 FEATURE_NAMES = ("in_quotes", "in_parens", "line_position", "after_newline", "word_position", "is_upper")
 # config.CELLS with their article, for messages
 _A_CELL = {"lstm": "an LSTM", "gru": "a GRU", "rnn": "a vanilla RNN (tanh)", "rnn-relu": "a vanilla RNN (ReLU)"}
-
-
-# ----- shared helpers ---------------------------------------------------------------------------------------
 
 
 def _read_text(file: Path | None, text: str | None, encoding_errors: str = "strict") -> tuple[str, str]:
@@ -48,64 +51,8 @@ def _read_text(file: Path | None, text: str | None, encoding_errors: str = "stri
     return content, str(file)
 
 
-def _write(path: Path, data: bytes) -> None:
-    """Write a file atomically (a failure is a one-line CheckpointError) and say so on stderr."""
-    from charlm import console
-    from charlm.checkpoint import atomic_write
-
-    atomic_write(path, data)
-    console.info(f"wrote {path}")
-
-
-def _rich_heatmap(heat):
-    """display.Cell list → rich Text with coloured backgrounds; newlines drawn as ⏎ and kept."""
-    from rich.color import Color
-    from rich.style import Style
-    from rich.text import Text
-
-    from charlm.display import ink, inline
-
-    out = Text()
-    for cell in heat:
-        shown = inline(cell.text)
-        if cell.rgb is None:
-            out.append(shown, style="dim")
-            continue
-        style = Style(bgcolor=Color.from_rgb(*cell.rgb), color=Color.from_rgb(*ink(cell.rgb)))
-        body, newline = (shown[:-1], "\n") if shown.endswith("\n") else (shown, "")
-        out.append(body, style=style)
-        out.append(newline)
-    return out
-
-
-def _print_heatmap(heat, vmin: float, vmax: float) -> None:
-    """Coloured backgrounds on a colour terminal; otherwise the text with a line of level glyphs under each line."""
-    from charlm import console
-    from charlm.display import plain_heatmap
-
-    if console.out.color_system is None:
-        console.out.print(plain_heatmap(heat, vmin, vmax), markup=False, highlight=False)
-    else:
-        console.out.print(_rich_heatmap(heat))
-
-
-def _print_legend(scale, low: float, high: float, low_label: str, high_label: str) -> None:
-    from rich.text import Text
-
-    from charlm import console
-    from charlm.display import LEVELS, legend_cells
-
-    if console.out.color_system is None:
-        console.out.print(f"{LEVELS[0]} {low_label} … {LEVELS[-1]} {high_label}", markup=False, highlight=False)
-        return
-    bar = _rich_heatmap(legend_cells(scale, low, high))
-    console.out.print(Text(f"{low_label} ").append_text(bar).append(f" {high_label}"))
-
-
 def _shown(text: str, limit: int) -> int:
     """How many characters to draw (0 = all); says so on stderr when that cuts the text."""
-    from charlm import console
-
     if limit and len(text) > limit:
         console.info(f"showing the first {limit:,} of {len(text):,} characters (--show 0 shows all)")
         return limit
@@ -143,7 +90,8 @@ def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans,
     character has nothing before it to predict it, so it is not scored
     unless you give --context.
     """
-    from charlm import checkpoint as ckpt, runtime, surprisal
+    from charlm import checkpoint as ckpt, runtime
+    from charlm.explore import surprisal
 
     if not (max_bits > 0 and math.isfinite(max_bits)):
         raise ConfigError(f"--max-bits must be a positive number, got {max_bits}")
@@ -156,7 +104,7 @@ def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans,
     scored = surprisal.score(loaded.model, loaded.tokenizer, text, context, dev, unknown)
     spans = surprisal.surprising_spans(scored, n_spans, span_width)
     if html_out is not None:  # files first: a closed stdout (… | head) must not lose them
-        _write(html_out, _score_html(scored, spans, max_bits, show, f"Surprisal: {checkpoint} on {label}").encode())
+        write_output(html_out, _score_html(scored, spans, max_bits, show, f"Surprisal: {checkpoint} on {label}").encode())
     if as_json:
         click.echo(json.dumps(_score_json(scored, spans, checkpoint, label), ensure_ascii=False))
     else:
@@ -171,17 +119,11 @@ def _score_rows(scored) -> list[tuple[str, str]]:
 
 
 def _print_score(scored, spans, max_bits: float, show: int, title: str) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from charlm import console
-    from charlm.display import cells, sequential, visible
-
     n = _shown(scored.text, show)
     heat = cells(list(scored.text[:n]), scored.char_bits[:n], sequential, max_bits, "bits")
-    _print_heatmap(heat, 0, max_bits)
+    print_heatmap(heat, 0, max_bits)
     console.out.print()
-    _print_legend(sequential, 0, max_bits, "0 bits", f"{max_bits:g}+ bits")
+    print_legend(sequential, 0, max_bits, "0 bits", f"{max_bits:g}+ bits")
     console.out.print(console.key_value_table(title, _score_rows(scored)))
     if spans:
         width = len(spans[0].text)
@@ -207,8 +149,6 @@ def _score_json(scored, spans, checkpoint: Path, label: str) -> dict:
 
 
 def _score_html(scored, spans, max_bits: float, show: int, title: str) -> str:
-    from charlm.display import cells, html_heatmap, html_legend, html_page, html_table, legend_cells, sequential, visible
-
     n = show or len(scored.text)
     heat = cells(list(scored.text[:n]), scored.char_bits[:n], sequential, max_bits, "bits")
     note = f"<p>showing the first {n:,} of {len(scored.text):,} characters</p>" if n < len(scored.text) else ""
@@ -255,7 +195,8 @@ def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, ma
     default it draws the best unit of each feature; --feature draws the --top
     units of one feature; --units draws the units you name.
     """
-    from charlm import checkpoint as ckpt, console, units
+    from charlm import checkpoint as ckpt
+    from charlm.explore import units
 
     if top < 1 or max_chars < 1:
         raise ConfigError("--top and --max-chars must be at least 1")
@@ -285,7 +226,7 @@ def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, ma
         shown = list(dict.fromkeys((scores[0].layer, scores[0].unit) for scores in ranking.values()))
     panels = [_unit_panel(trace, kind, layer, unit, config.cell) for layer, unit in shown]
     if html_out is not None:
-        _write(html_out, _inspect_html(ranking, panels, kind, f"Units: {checkpoint} on {label}").encode())
+        write_output(html_out, _inspect_html(ranking, panels, kind, f"Units: {checkpoint} on {label}").encode())
     _print_inspect(ranking, panels, kind, len(trace.tokens))
 
 
@@ -298,8 +239,7 @@ class _Panel:
 
 def _unit_panel(trace, kind: str, layer: int, unit: int, cell: str) -> _Panel:
     """One unit's heatmap: bounded states (h of tanh cells) use a fixed ±1 scale, others their own largest |value|."""
-    from charlm import units
-    from charlm.display import cells, diverging
+    from charlm.explore import units
 
     values = trace.states(kind)[layer, :, unit].numpy()  # (T,)
     bounded = kind == "h" and cell != "rnn-relu"
@@ -312,12 +252,6 @@ def _unit_panel(trace, kind: str, layer: int, unit: int, cell: str) -> _Panel:
 
 
 def _print_inspect(ranking: dict, panels: list, kind: str, n_tokens: int) -> None:
-    from rich.table import Table
-    from rich.text import Text
-
-    from charlm import console
-    from charlm.display import diverging
-
     if ranking:
         table = Table(title=f"units that track each feature ({kind}, Pearson r over {n_tokens:,} tokens)",
                       title_justify="left")
@@ -331,14 +265,13 @@ def _print_inspect(ranking: dict, panels: list, kind: str, n_tokens: int) -> Non
     for panel in panels:
         console.out.print()
         console.out.print(Text(panel.heading, style="bold"))
-        _print_heatmap(panel.heat, -panel.vmax, panel.vmax)
+        print_heatmap(panel.heat, -panel.vmax, panel.vmax)
     console.out.print()
-    _print_legend(diverging, -1, 1, "negative", "positive")
+    print_legend(diverging, -1, 1, "negative", "positive")
 
 
 def _inspect_html(ranking: dict, panels: list, kind: str, title: str) -> str:
-    from charlm.display import diverging, html_heatmap, html_legend, html_page, html_table, legend_cells
-    from charlm.units import FEATURES
+    from charlm.explore.units import FEATURES
 
     rows = [(name, "   ".join(f"{s.layer}:{s.unit}\u00a0{s.r:+.2f}" for s in scores), FEATURES[name])
             for name, scores in ranking.items()]  # a no-break space keeps each unit with its r
@@ -356,30 +289,106 @@ COMMANDS.append(inspect)
 
 @click.command(epilog="""\b
 Examples:
-  charlm report checkpoints/shakespeare
-  charlm report checkpoints/shakespeare --png curves.png
-  charlm report checkpoints/shakespeare --no-chart
+  charlm report checkpoints/shakespeare-lstm
+  charlm report checkpoints/shakespeare-lstm --png curves.png
+  charlm report checkpoints/shakespeare-lstm --json
+  charlm report runs/char runs/jamo runs/subword --no-chart       # side by side, curves overlaid
 """)
-@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--png", "png_out", type=click.Path(path_type=Path), help="Also write the curves as a PNG picture (needs matplotlib).")
 @click.option("--chart/--no-chart", default=True, show_default=True, help="Draw the loss curves in the terminal.")
 @click.option("--height", type=int, default=36, show_default=True, help="Terminal chart height in lines (both charts).")
-def report(run_dir, png_out, chart, height):
-    """Show a run's settings, best figures and loss curves (train and validation, by step and by wall time)."""
-    from rich.text import Text
+@click.option("--json", "as_json", is_flag=True, help="Print each run's settings, best figures and curves as JSON instead: an object for one run, a list for several.")
+def report(run_dirs, png_out, chart, height, as_json):
+    """Show runs' settings, best figures and loss curves (train and validation, by step and by wall time).
 
-    from charlm import console, curves
+    Several runs are shown side by side, with their curves overlaid.
+    """
+    from charlm.cli import charts
+    from charlm.explore import curves
 
     if height < 10:
         raise ConfigError(f"--height must be at least 10 lines, got {height}")
     check_writable(png_out, "--png", "curves.png")
-    run = curves.read_curves(run_dir)
+    runs = [curves.read_curves(run_dir) for run_dir in run_dirs]
     if png_out is not None:
-        _write(png_out, curves.png_bytes(run))
-    console.out.print(console.key_value_table(run.title, curves.summary_rows(run)))
+        title = runs[0].title if len(runs) == 1 else ", ".join(str(r.run_dir.name) for r in runs)
+        write_output(png_out, charts.curves_png(runs, title))
+    if as_json:
+        records = [_report_json(run) for run in runs]
+        click.echo(json.dumps(records[0] if len(records) == 1 else records, ensure_ascii=False))
+        return
+    if len(runs) == 1:
+        console.out.print(console.key_value_table(runs[0].title, report_rows(runs[0])))
+    else:
+        every = [report_rows(run) for run in runs]
+        names = dict.fromkeys(name for rows in every for name, _ in rows if name != "run folder")
+        columns = [dict(rows) for rows in every]
+        console.out.print(console.comparison_table("runs side by side", ["", *[str(r.run_dir) for r in runs]],
+                                                   [[name, *[c.get(name, "–") for c in columns]] for name in names]))
     if chart:
         width = max(40, min(console.out.size.width, 120))
-        console.out.print(Text.from_ansi(curves.terminal_chart(run, width, height, colour=console.out.is_terminal)))
+        console.out.print(Text.from_ansi(charts.curves_chart(runs, width, height, colour=console.colour())))
+
+
+def report_rows(run) -> list[tuple[str, str]]:
+    """(name, value) rows of a run (explore.curves.Curves): its settings and its best figures."""
+    from charlm.explore import curves
+
+    info, m, t = run.info, run.info["model"], run.info["train"]
+    corpus = info.get("corpus", {})
+    decay = console.weight_decay_clause(t["optimizer"], t["weight_decay"])
+    rows = [
+        ("run folder", str(run.run_dir)),
+        ("model", f"{m['cell'].upper()} {m['num_layers']}×{m['hidden_size']}, embed {m['embed_size']}, "
+                  f"{console.dropout_clause(m['dropout'], m.get('dropout_kind'), m.get('weight_drop', 0.0))}"
+                  f"{', tied' if m.get('tie_weights') else ''}"),
+        ("corpus", f"{corpus.get('source', '?')} ({corpus.get('train_characters', 0):,} training characters)"),
+        ("tokenizer", f"{info['tokenizer'].get('kind', '?')}, vocabulary {info['tokenizer'].get('vocab_size', '?')}"),
+        ("batch × seq_len", f"{t['batch_size']} × {t['seq_len']}"),
+        ("optimizer", f"{t['optimizer']}, lr {t['lr']:g}, {decay}warmup {t['warmup_steps']}, clip {t['grad_clip']:g}"),
+    ]
+    step, elapsed = curves.last(run)
+    rows += [("steps", f"{step:,}"), ("time", _duration(elapsed))]
+    rate = curves.median_rate(run)
+    if rate is not None:
+        rows.append(("tokens/s (median)", f"{rate:,.0f}"))
+    if run.train.loss:
+        rows.append(("last train loss", f"{run.train.loss[-1]:.4f}"))
+    best = curves.best(run)
+    if best is not None:
+        rows += [
+            ("best val loss", f"{best['loss']:.4f} at step {best['step']:,}"),
+            ("best val perplexity", f"{best['perplexity']:.3f}"),
+            ("best val bpc", f"{best['bpc']:.4f}"),
+        ]
+    if run.events:
+        rows.append(("events", f"{len(run.events)}; last: {run.events[-1].get('message', '?')}"))
+    return rows
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _report_json(run) -> dict:
+    """A run's settings (config.json), best evaluation, median training speed and curves, for --json."""
+    from charlm.explore import curves
+
+    step, elapsed = curves.last(run)
+    return {
+        "run": str(run.run_dir), "config": run.info, "steps": step, "elapsed": elapsed,
+        "tokens_per_s_median": curves.median_rate(run), "best": curves.best(run),
+        "train": [{"step": s, "elapsed": e, "loss": v} for s, e, v in zip(run.train.step, run.train.elapsed,
+                                                                          run.train.loss)],
+        "val": [{"step": s, "elapsed": e, "loss": v, "bpc": b} for s, e, v, b in zip(run.val.step, run.val.elapsed,
+                                                                                    run.val.loss, run.val_bpc)],
+        "events": run.events,
+    }
 
 
 COMMANDS.append(report)

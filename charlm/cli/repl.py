@@ -1,4 +1,4 @@
-"""Interactive next-token prediction: type text, see what the model expects next.
+"""`charlm repl`: type text, see what the model expects next.
 
 A loop over a ``Session`` (charlm/session.py), which carries the hidden state
 so each new character costs one step of the recurrence. Three front ends share
@@ -25,18 +25,20 @@ import threading
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
+import click
 from rich.table import Table
 from rich.text import Text
 
-from charlm import console
-from charlm.checkpoint import atomic_write
-from charlm.cli_options import check_writable
+from charlm.cli import console
+from charlm.cli.display import for_terminal, visible
+from charlm.cli.options import check_writable, device_option, impl_override_option, unknown_option
 from charlm.config import SampleConfig
-from charlm.display import for_terminal, visible
 from charlm.errors import CharlmError, ConfigError
-from charlm.session import Prediction, Session
+
+if TYPE_CHECKING:
+    from charlm.session import Prediction, Session
 
 MODES = ("auto", "live", "line", "plain")
 BAR_WIDTH = 40
@@ -54,6 +56,45 @@ HELP = """commands (a line that starts with ':' and a letter):
   :quit         leave (Ctrl-D too)"""
 LIVE_KEYS = "Tab accept · Enter commit · Alt-Enter newline · ↑ history · :help · Ctrl-D quit"
 _COMMAND = re.compile(r"^:[A-Za-z?]")
+
+
+@click.command(epilog="""\b
+Examples:
+  charlm repl checkpoints/shakespeare-lstm
+  charlm repl checkpoints/shakespeare-lstm --line -t 0.6 --seed 7
+  printf 'ROMEO:\\\\nWhat light\\n:gen 100\\n' | charlm repl checkpoints/shakespeare-lstm
+  charlm repl checkpoints/shakespeare-lstm --impl reference
+""")
+@click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
+@click.option("-k", "--top-k", "show_k", type=int, default=8, show_default=True, help="Predictions shown (:k N changes it).")
+@click.option("--line", "line_mode", is_flag=True, help="Read whole lines even on a terminal that can redraw (no live panel).")
+@click.option("-t", "--temperature", type=float, default=SampleConfig.temperature, show_default=True, help="For :gen (:temp T changes it).")
+@click.option("--top-p", type=float, default=SampleConfig.top_p, show_default=True, help="For :gen (:topp P changes it).")
+@click.option("-s", "--seed", type=int, default=0, show_default=True, help="For :gen (:seed S changes it).")
+@unknown_option
+@impl_override_option
+@device_option
+def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, impl, device):
+    """Type text and watch the model's next-token predictions change with every key (':help' lists commands).
+
+    Without CHECKPOINT, the pretrained Shakespeare model shipped with charlm is used.
+
+    On a terminal the predictions follow each key in a panel under the input;
+    on a dumb terminal, or with --line, they follow each line; with piped
+    input they are printed as one plain line per input line, for scripts.
+    """
+    from charlm import checkpoint as checkpoints, runtime
+
+    if show_k < 1:
+        raise ConfigError(f"--top-k must be at least 1, got {show_k}")
+    config = SampleConfig(temperature=temperature, top_p=top_p)
+    mode = choose_mode("line" if line_mode else "auto")  # cheap checks first: --line with piped input is refused
+    device = runtime.select_device(device)
+    ck = checkpoints.load(checkpoint, device, impl=impl)
+    refused = run(ck.model, ck.tokenizer, device, show_k, name=str(ck.run_dir), mode=mode, sample_config=config,
+                  seed=seed, unknown=unknown)
+    if refused:  # piped input: the session went on past each one, but a script must be told
+        sys.exit(1)
 
 
 # ----- text helpers ---------------------------------------------------------------------------------------
@@ -185,6 +226,8 @@ class Repl:
             raise CharlmError(":save needs a file name, e.g. ':save session.txt'")
         path = Path(name).expanduser()
         check_writable(path, ":save", "session.txt")
+        from charlm.checkpoint import atomic_write
+
         atomic_write(path, self.session.context.encode("utf-8"))  # a failure is a one-line CheckpointError
         console.out.print(f"saved {len(self.session.context):,} characters to {path}", markup=False)
 
@@ -291,6 +334,8 @@ def step_threads(device) -> None:
     setting when idle; 0.54 ms with one thread and 21 ms with two while other
     jobs kept both cores busy.
     """
+    import torch
+
     if torch.device(device).type == "cpu":
         torch.set_num_threads(1)
 
@@ -299,6 +344,8 @@ def run(model, tokenizer, device, show_k: int = 8, name: str = "", mode: str = "
         sample_config: SampleConfig | None = None, seed: int = 0, unknown: str = "error") -> int:
     """Read input until :quit or end of input (Ctrl-D); ``mode`` is one of MODES (see module docstring).
     Returns the number of refused inputs when reading piped input (a script should know), else 0."""
+    from charlm.session import Session
+
     mode = choose_mode(mode)
     step_threads(device)
     session = Session(model, tokenizer, device, sample_config or SampleConfig(), seed, unknown)

@@ -21,7 +21,7 @@ The whole sequence is one training window, so backpropagation spans the
 gap; in ``charlm train`` the same dependency is learnable only when it fits
 within --seq-len, because truncated BPTT cuts the gradient at window edges.
 
-Nothing here prints; the command (cli_diagnose) renders the results.
+Nothing here prints; the command (charlm.cli.diagnose) renders the results.
 """
 
 from __future__ import annotations

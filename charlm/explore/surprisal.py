@@ -9,7 +9,7 @@ as ``charlm eval`` does; pass ``context`` (read first, not scored) to have it
 scored too.
 
 Per character: each token's bits go to the text it completes
-(display.text_pieces), spread evenly over that text's characters. At char
+(tokenizers.text.text_pieces), spread evenly over that text's characters. At char
 level every token is one character, so this is exact. A byte-level character
 gets the bits of all its bytes; a subword token's bits are shared by its
 characters (a display convention: the total stays the same). With NFD
@@ -25,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from charlm.display import text_pieces
 from charlm.errors import CharlmError, TokenizerError
 from charlm.model import RNNLM
+from charlm.tokenizers import Tokenizer
+from charlm.tokenizers.text import text_pieces
 
 CHUNK = 4096  # tokens per forward pass
 
@@ -91,7 +92,7 @@ def token_bits(model: RNNLM, ids: np.ndarray, device: torch.device | str = "cpu"
     return bits.numpy()
 
 
-def score(model: RNNLM, tokenizer, text: str, context: str = "", device: torch.device | str = "cpu",
+def score(model: RNNLM, tokenizer: Tokenizer, text: str, context: str = "", device: torch.device | str = "cpu",
           unknown: str = "error") -> Scored:
     """Surprisal of each token of ``text``, after reading ``context`` (not scored).
 

@@ -4,18 +4,10 @@ Networks").
 
 torch's fused nn.LSTM / nn.GRU / nn.RNN returns the top layer's h for every
 step, but every layer's state only for the last step, and the LSTM's cell
-state c never per step. ``trace`` therefore runs the recurrence itself, layer
-by layer and step by step, with the textbook equations on the module's own
-weights (torch's gate order; the input projection of a whole layer is one
-matrix product, only the recurrent part loops)::
-
-    LSTM  i, f, g, o = split(x W_ih + b_ih + h W_hh + b_hh)
-          c' = σ(f) c + σ(i) tanh(g)          h' = σ(o) tanh(c')
-    GRU   r = σ(x_r + h_r)   z = σ(x_z + h_z)   n = tanh(x_n + r h_n)   h' = (1 - z) n + z h
-          (x_* = x W_i* + b_i*, h_* = h W_h* + b_h*)
-    RNN   h' = tanh(x W_ih + b_ih + h W_hh + b_hh)     (relu for rnn-relu)
-
-tests/test_inspect.py checks the result against the fused module.
+state c never per step. ``trace`` therefore runs the model's weights through
+the reference cells' explicit time loop (cells.TimeRNN.unroll), which hands
+over the state of every layer after every step. tests/test_inspect.py checks
+the result against the fused module.
 """
 
 from __future__ import annotations
@@ -26,9 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from charlm.display import text_pieces
 from charlm.errors import CharlmError
 from charlm.model import RNNLM
+from charlm.tokenizers import Tokenizer
+from charlm.tokenizers.text import text_pieces
 
 # Each feature describes the state *after* reading a character.
 FEATURES = {
@@ -46,7 +39,7 @@ class Trace:
     """The state of every layer after every token."""
 
     tokens: list[str]  # (T,) each token's display text (tokenizer.token)
-    pieces: list[str]  # (T,) the text each token completes (display.text_pieces); features are read from these
+    pieces: list[str]  # (T,) the text each token completes (tokenizers.text.text_pieces); features are read from these
     h: torch.Tensor  # (L, T, H) hidden state after each token
     c: torch.Tensor | None  # (L, T, H) LSTM cell state after each token; None for GRU / RNN
 
@@ -68,46 +61,20 @@ class UnitScore:
 # ----- the recurrence, step by step -------------------------------------------------------------------------
 
 
-def _step(cell: str, xw: torch.Tensor, hw: torch.Tensor, h: torch.Tensor, c: torch.Tensor | None):
-    """One step of one layer: xw = x W_ih + b_ih (G*H,), hw = h W_hh + b_hh (G*H,) → new h (H,), c (H,) or None."""
-    if cell == "lstm":
-        i, f, g, o = (xw + hw).chunk(4)  # (H,) each
-        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-        return torch.sigmoid(o) * torch.tanh(c), c
-    if cell == "gru":
-        x_r, x_z, x_n = xw.chunk(3)
-        h_r, h_z, h_n = hw.chunk(3)
-        r, z = torch.sigmoid(x_r + h_r), torch.sigmoid(x_z + h_z)
-        n = torch.tanh(x_n + r * h_n)
-        return (1 - z) * n + z * h, None
-    pre = xw + hw
-    return (torch.relu(pre) if cell == "rnn-relu" else torch.tanh(pre)), None
-
-
 @torch.inference_mode()
-def trace(model: RNNLM, tokenizer, ids: np.ndarray) -> Trace:
+def trace(model: RNNLM, tokenizer: Tokenizer, ids: np.ndarray) -> Trace:
     """ids (T,) → every layer's h (and LSTM c) after every token, from a zero state, dropout off."""
-    cell = model.config.cell
     device = next(model.parameters()).device
-    x_ids = torch.as_tensor(np.asarray(ids, dtype=np.int64), device=device)  # (T,)
-    x = model.embed(x_ids)  # (T, E)
-    hidden = model.config.hidden_size
+    x = model.embed(torch.as_tensor(np.asarray(ids, dtype=np.int64), device=device))[None]  # (1, T, E)
     hs, cs = [], []
-    for w_ih, w_hh, b_ih, b_hh in model.layer_weights:  # (G*H, in), (G*H, H), (G*H,), (G*H,)
-        xw = x @ w_ih.T + b_ih  # (T, G*H): the input part of every step at once
-        h = torch.zeros(hidden, device=device)
-        c = torch.zeros(hidden, device=device) if cell == "lstm" else None
-        layer_h, layer_c = [], []
-        for t in range(x.size(0)):
-            h, c = _step(cell, xw[t], h @ w_hh.T + b_hh, h, c)
-            layer_h.append(h)
-            layer_c.append(c)
-        hs.append(torch.stack(layer_h))  # (T, H)
+    for _, state in model.time_rnn.unroll(x, None, model.layer_weights):  # state: (L, 1, H), or (h, c)
+        h, c = state if isinstance(state, tuple) else (state, None)
+        hs.append(h[:, 0])  # (L, H)
         if c is not None:
-            cs.append(torch.stack(layer_c))
-        x = hs[-1]  # the next layer reads this one's h (dropout is off in eval)
+            cs.append(c[:, 0])
     tokens = [tokenizer.token(int(i)) for i in ids]
-    return Trace(tokens, text_pieces(tokenizer, ids), torch.stack(hs).cpu(), torch.stack(cs).cpu() if cs else None)
+    h = torch.stack(hs, dim=1).cpu()  # (L, T, H)
+    return Trace(tokens, text_pieces(tokenizer, ids), h, torch.stack(cs, dim=1).cpu() if cs else None)
 
 
 # ----- features and ranking ---------------------------------------------------------------------------------

@@ -36,9 +36,11 @@ import numpy as np
 import sentencepiece as spm
 
 from charlm.errors import TokenizerError
-from charlm.tokenizer import (N_CODE_POINTS, UNK_DISPLAY, ComposingDecoder, Utf8Decoder, _check_ids, _check_normalize,
-                              _code_points, _Fingerprinted, count_composed, normalize_text, smallest_uint)
+from charlm.tokenizers.base import Tokenizer
+from charlm.tokenizers.text import (N_CODE_POINTS, UNK_DISPLAY, ComposingDecoder, Utf8Decoder, check_ids,
+                                    check_normalize, code_points, count_composed, normalize_text)
 
+MODELS = ("unigram", "bpe")  # sentencepiece algorithms
 SPACE = "\u2581"  # "▁", sentencepiece's meta symbol for a space
 USER_SYMBOLS = ["\n", "\t"]
 SPECIAL_PIECES = 1 + len(USER_SYMBOLS) + 256  # <unk>, newline, tab, byte pieces
@@ -66,7 +68,7 @@ class SubwordFitter:
     """
 
     def __init__(self, vocab_size: int, model_type: str, normalize: str, expected_bytes: int = 0):
-        self.vocab_size, self.model_type, self.normalize = vocab_size, model_type, _check_normalize(normalize)
+        self.vocab_size, self.model_type, self.normalize = vocab_size, model_type, check_normalize(normalize)
         self.keep_every = max(1, -(-expected_bytes // TRAIN_BUDGET_BYTES))
         self.sentences: list[str] = []
         self.n_bytes = 0
@@ -84,7 +86,7 @@ class SubwordFitter:
         joined = "".join(kept)
         self.sentences += kept
         self.n_bytes += len(joined.encode("utf-8", errors="surrogatepass"))
-        self._counts += np.bincount(_code_points(joined), minlength=N_CODE_POINTS)
+        self._counts += np.bincount(code_points(joined), minlength=N_CODE_POINTS)
 
     def coverage(self) -> float:
         """Share of characters that must have a piece of their own: all of them when they fit in the
@@ -122,7 +124,7 @@ class SubwordFitter:
         return SentencePieceTokenizer(model.getvalue(), self.normalize, settings)
 
 
-class SentencePieceTokenizer(_Fingerprinted):
+class SentencePieceTokenizer(Tokenizer):
     """Subword tokenizer over a lossless sentencepiece model (see the module docstring)."""
 
     kind = "subword"
@@ -130,7 +132,7 @@ class SentencePieceTokenizer(_Fingerprinted):
 
     def __init__(self, model_proto: bytes, normalize: str = "none", settings: dict | None = None):
         self.model_proto = model_proto
-        self.normalize = _check_normalize(normalize)
+        self.normalize = check_normalize(normalize)
         self.settings = dict(settings or {})
         self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
         n = self._sp.get_piece_size()
@@ -149,21 +151,9 @@ class SentencePieceTokenizer(_Fingerprinted):
             return bytes([int(piece[3:5], 16)])  # "<0xE2>"
         return piece.replace(SPACE, " ").encode("utf-8")
 
-    @classmethod
-    def fit(cls, text: str, vocab_size: int = 4000, model_type: str = "unigram",
-            normalize: str = "none") -> "SentencePieceTokenizer":
-        """Train on ``text`` (the training split only)."""
-        fitter = SubwordFitter(vocab_size, model_type, normalize, len(text))
-        fitter.add(text)
-        return fitter.finish()
-
     @property
     def vocab_size(self) -> int:
         return len(self._bytes)
-
-    @property
-    def dtype(self) -> np.dtype:
-        return smallest_uint(self.vocab_size)
 
     def unknown_chars(self, text: str) -> set[str]:
         return set()  # byte fallback spells any character
@@ -181,7 +171,7 @@ class SentencePieceTokenizer(_Fingerprinted):
 
     def decode(self, ids) -> str:
         """Text for a sequence of ids; byte pieces that do not form UTF-8 decode to U+FFFD; NFD → NFC."""
-        ids = _check_ids(ids, self.vocab_size)
+        ids = check_ids(ids, self.vocab_size)
         text = b"".join(self._bytes[i] for i in ids.tolist()).decode("utf-8", errors="replace")
         return unicodedata.normalize("NFC", text) if self.normalize == "nfd" else text
 
