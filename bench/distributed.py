@@ -28,9 +28,9 @@ import tempfile
 from pathlib import Path
 
 import torch
+from throughput import matmul_ceiling, matmul_params
 
 from charlm.config import ModelConfig
-from throughput import matmul_ceiling, matmul_params
 
 VOCAB = 65
 LARGE = ["--layers", "3", "--hidden", "1024", "--embed", "256"]
@@ -49,7 +49,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--corpus", default="../shared/corpora/tinyshakespeare.txt")
     parser.add_argument("--steps", type=int, default=300)
-    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2, help="CPU threads in all, per configuration")
+    parser.add_argument("--threads", type=int, default=os.cpu_count() or 2,
+                        help="CPU threads in all, per configuration")
     args = parser.parse_args()
     corpus = args.corpus if Path(args.corpus).exists() else "shakespeare"
     train = [sys.executable, "-m", "charlm", "train", corpus, "--max-steps", str(args.steps),
@@ -73,7 +74,8 @@ def main() -> None:
         ceiling = matmul_ceiling(torch.bfloat16, 8192, 8192, 8192) * 1e9  # FLOP/s
         print(f"gpu  {torch.cuda.get_device_name()}: bf16 matmul ceiling {ceiling / 1e12:.0f} TFLOP/s")
         for name, extra, config in (("default", [], ModelConfig()),
-                                    ("large 3x1024", LARGE, ModelConfig(num_layers=3, hidden_size=1024, embed_size=256))):
+                                    ("large 3x1024", LARGE, ModelConfig(num_layers=3, hidden_size=1024,
+                                                                        embed_size=256))):
             for batch in ("32", "256"):
                 rate = tokens_per_s(train + ["--device", "cuda", "--batch-size", batch, *extra],
                                     tmp / f"gpu-{name}-{batch}".replace(" ", ""), args.threads)

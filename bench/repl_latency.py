@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
+from charlm.cli.repl import Repl, _LiveView, step_threads
 from charlm.config import ModelConfig
 from charlm.model import RNNLM
-from charlm.cli.repl import Repl, _LiveView, step_threads
 from charlm.session import Session
 from charlm.tokenizers import CharTokenizer
 
@@ -139,13 +139,15 @@ def main() -> None:
     else:
         torch.manual_seed(0)
         tokenizer = CharTokenizer(VOCAB)
-        model = RNNLM(ModelConfig(cell=args.cell, num_layers=args.layers, hidden_size=args.hidden), tokenizer.vocab_size)
+        model = RNNLM(ModelConfig(cell=args.cell, num_layers=args.layers, hidden_size=args.hidden),
+                      tokenizer.vocab_size)
         label = "random weights"
     c = model.config
     view = _LiveView(Repl(Session(model, tokenizer), show_k=args.k, live=True))
     type_passage(view, 1)  # warm up
     predict_ms, panel_ms = type_passage(view, args.repeats)
-    print(f"{c.cell.upper()} {c.num_layers}×{c.hidden_size} embed {c.embed_size}, vocab {tokenizer.vocab_size} ({label}); "
+    print(f"{c.cell.upper()} {c.num_layers}×{c.hidden_size} embed {c.embed_size}, vocab {tokenizer.vocab_size} "
+          f"({label}); "
           f"torch {torch.__version__}, {torch.get_num_threads()} threads, {len(predict_ms)} keystrokes")
     print(f"{'':10} {'median ms':>10} {'p90 ms':>8}")
     rows = [("predict", predict_ms), ("panel", panel_ms)]

@@ -29,12 +29,12 @@ from unittest import mock
 import torch
 import torch.nn.functional as F
 
+from charlm import model as model_module
+from charlm import sampling
 from charlm.config import DROPOUT_KINDS, ModelConfig, SampleConfig, TrainConfig
 from charlm.evaluate import evaluate
-from charlm import model as model_module
 from charlm.model import RNNLM
 from charlm.runtime import autocast_dtype, select_device, tune_allocator
-from charlm import sampling
 from charlm.sampling import generate
 from charlm.train import make_optimizer
 
@@ -224,7 +224,8 @@ def main() -> None:
     model.eval()
     rates = {path: generation_tokens_per_s(model, 2000, path) for path in ("generate", "multinomial", "fused")}
     print(f"generation, batch 1, carried state, {where}: "
-          f"{rates['generate']:,.0f} tokens/s with charlm's generate(), {rates['multinomial']:,.0f} with torch.multinomial "
+          f"{rates['generate']:,.0f} tokens/s with charlm's generate(), {rates['multinomial']:,.0f} with "
+          "torch.multinomial "
           f"({rates['generate'] / rates['multinomial']:.2f}x), {rates['fused']:,.0f} calling the fused module per "
           f"token ({rates['generate'] / rates['fused']:.2f}x)")
     floor = step_products_seconds(model)

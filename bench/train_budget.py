@@ -83,7 +83,8 @@ def main() -> None:
                   f"{r['dynamic_loss']:.4f} nats/char")
     if len(results) == 2:
         a, b = results["charlm default"], results["word_language_model baseline"]
-        print(f"\nratio default/baseline: val loss {a['loss'] / b['loss']:.3f}, train chars/s {a['tokens_per_s'] / b['tokens_per_s']:.2f}")
+        print(f"\nratio default/baseline: val loss {a['loss'] / b['loss']:.3f}, train chars/s "
+              f"{a['tokens_per_s'] / b['tokens_per_s']:.2f}")
         if args.dynamic:
             print(f"ratio default/baseline, dynamic evaluation: {a['dynamic_loss'] / b['dynamic_loss']:.3f}")
 

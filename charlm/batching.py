@@ -138,7 +138,8 @@ def fit_to_corpus(n_tokens: int, batch_size: int, seq_len: int) -> tuple[int, in
     if n_tokens - 1 < batch_size * seq_len:
         new_batch = max(1, (n_tokens - 1) // seq_len)
         if new_batch != batch_size:
-            warnings.append(f"training text is short ({n_tokens:,} tokens): batch size lowered from {batch_size} to {new_batch}")
+            warnings.append(f"training text is short ({n_tokens:,} tokens): batch size lowered from {batch_size} to "
+                            f"{new_batch}")
             batch_size = new_batch
     if n_tokens - 1 < batch_size * seq_len:
         new_len = n_tokens - 1

@@ -138,7 +138,7 @@ class TimeRNN(nn.Module):
 
     def forward(self, x: torch.Tensor, state, weights: list[Weights]):
         """x (B, T, I), state or None (zeros) → top layer's outputs (B, T, H), final state; like nn.RNN's forward."""
-        outputs = []
-        for h, state in self.unroll(x, state, weights):
+        outputs, final = [], state
+        for h, final in self.unroll(x, state, weights):  # noqa: B007 (the last step's state is the final state)
             outputs.append(h)
-        return torch.stack(outputs, dim=1), state  # (B, T, H)
+        return torch.stack(outputs, dim=1), final  # (B, T, H)

@@ -188,11 +188,13 @@ def _load_weights(model: RNNLM, tensors: dict[str, torch.Tensor], path: Path) ->
     expected = set(model_tensors(model))
     if set(tensors) != expected:
         missing, extra = sorted(expected - set(tensors)), sorted(set(tensors) - expected)
-        raise CheckpointError(f"{path} does not match config.json (missing {missing}, unexpected {extra}): the files come from different runs")
+        raise CheckpointError(f"{path} does not match config.json (missing {missing}, unexpected {extra}): the files "
+                              "come from different runs")
     for name, t in tensors.items():
         want = model.state_dict()[name].shape
         if t.shape != want:
-            raise CheckpointError(f"{path}: {name} has shape {tuple(t.shape)}, config.json implies {tuple(want)}; the files come from different runs")
+            raise CheckpointError(f"{path}: {name} has shape {tuple(t.shape)}, config.json implies {tuple(want)}; the "
+                                  "files come from different runs")
     model.load_state_dict(tensors, strict=False)
 
 
@@ -340,14 +342,17 @@ def read_config(run_dir: Path) -> dict:
     if not run_dir.exists():
         raise CheckpointError(f"checkpoint {run_dir} does not exist: pass a run folder made by 'charlm train'")
     if not run_dir.is_dir():
-        raise CheckpointError(f"checkpoint {run_dir} is a file, not a run folder: pass the folder 'charlm train --out' made")
+        raise CheckpointError(f"checkpoint {run_dir} is a file, not a run folder: pass the folder 'charlm train --out' "
+                              "made")
     path = run_dir / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: it is not a charlm run folder (or training never started)")
+        raise CheckpointError(f"{run_dir} has no {CONFIG_FILE}: it is not a charlm run folder (or training never "
+                              "started)")
     try:
         info = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise CheckpointError(f"{path} is not valid JSON ({e}): it was truncated or edited; restore it or retrain") from None
+        raise CheckpointError(f"{path} is not valid JSON ({e}): it was truncated or edited; "
+                              "restore it or retrain") from None
     if not isinstance(info, dict) or not isinstance(info.get("format_version"), int):
         raise CheckpointError(f"{path} has no format_version: it is not a charlm checkpoint config")
     if info["format_version"] > FORMAT_VERSION:
@@ -399,7 +404,8 @@ def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights
     if weights == LAST_FILE:
         tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     _load_weights(model, tensors, path)
-    summary = json.loads(metadata.get("summary", "{}")) if weights == MODEL_FILE else json.loads(metadata.get("progress", "{}"))
+    summary = json.loads(metadata.get("summary",
+                                      "{}")) if weights == MODEL_FILE else json.loads(metadata.get("progress", "{}"))
     return Checkpoint(model.to(device), tokenizer, model_config, train_config, info, summary, run_dir)
 
 
@@ -408,7 +414,8 @@ def _verify_hash(path: Path, metadata: dict, tensors: dict) -> None:
     if recorded is None:
         raise CheckpointError(f"{path} has no weights hash in its header: it was not written by charlm")
     if tensors_sha256(tensors) != recorded:
-        raise CheckpointError(f"{path} fails its content check (SHA-256 differs): the file is corrupted; retrain or restore it")
+        raise CheckpointError(f"{path} fails its content check (SHA-256 differs): the file is corrupted; retrain or "
+                              "restore it")
 
 
 @dataclass

@@ -36,7 +36,8 @@ def _from_dict(cls, data: dict[str, Any]):
     names = {f.name for f in fields(cls)}
     unknown = sorted(set(data) - names)
     if unknown:
-        raise ConfigError(f"unknown {cls.__name__} settings {unknown}: the file was edited or written by a newer charlm")
+        raise ConfigError(f"unknown {cls.__name__} settings {unknown}: "
+                          "the file was edited or written by a newer charlm")
     return cls(**data)
 
 
@@ -79,7 +80,7 @@ def preset_for(time_budget: float | None) -> Preset:
 
 
 def preset_help(name: str) -> str:
-    """How preset field ``name`` defaults, for --help: '[default: by --time-budget: lstm up to 2m, gru up to 10m, …]'."""
+    """How preset field ``name`` defaults, for --help: '[default: by --time-budget: lstm up to 2m, …]'."""
     def shown(row: Preset) -> str:
         value = getattr(row, name)
         return f"{value:g} {row.applies}" if isinstance(value, float) else f"{value} {row.applies}"
@@ -197,14 +198,16 @@ class TrainConfig:
             (self.grad_clip >= 0, f"--clip must be 0 (off) or more, got {self.grad_clip}"),
             (self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}"),
             (self.max_steps is None or self.max_steps >= 1, f"--max-steps must be at least 1, got {self.max_steps}"),
-            (self.time_budget is None or self.time_budget > 0, f"--time-budget must be positive, got {self.time_budget}"),
+            (self.time_budget is None or self.time_budget > 0,
+             f"--time-budget must be positive, got {self.time_budget}"),
             (self.eval_every >= 1, f"--eval-every must be at least 1, got {self.eval_every}"),
             (self.eval_batch_size >= 1, f"--eval-batch-size must be at least 1, got {self.eval_batch_size}"),
             (self.patience is None or self.patience >= 1, f"--patience must be at least 1, got {self.patience}"),
             (self.precision in PRECISIONS, f"unknown precision {self.precision!r}: choose {', '.join(PRECISIONS)}"),
             (0.0 <= self.val_fraction < 1.0, f"--val-fraction must be in [0, 1), got {self.val_fraction}"),
             (0.0 <= self.test_fraction < 1.0, f"--test-fraction must be in [0, 1), got {self.test_fraction}"),
-            (self.val_fraction + self.test_fraction < 1.0, "--val-fraction plus --test-fraction must leave training text"),
+            (self.val_fraction + self.test_fraction < 1.0, "--val-fraction plus --test-fraction must leave training "
+                                                           "text"),
         ]
         for ok, message in checks:
             if not ok:

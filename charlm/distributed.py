@@ -73,11 +73,14 @@ class World:
                               f"pick a multiple of {self.size}")
 
 
+SINGLE_PROCESS = World()  # a run without torchrun
+
+
 def from_environment() -> World:
     """The World torchrun described in the environment, or a single process when not launched by it."""
     names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
     if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
-        return World()
+        return SINGLE_PROCESS
     try:
         rank, size, local_rank = (int(os.environ.get(name, "0")) for name in names)
     except ValueError:

@@ -42,7 +42,8 @@ State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, c) for the
 
 _RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}
 # torch's single-step kernels: one call per layer and time step, same maths as the fused modules
-_CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell, "rnn-relu": torch.rnn_relu_cell}
+_CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell,
+               "rnn-relu": torch.rnn_relu_cell}
 
 
 class StandardDropout(nn.Dropout):
@@ -94,7 +95,8 @@ class RNNLM(nn.Module):
             for i in range(config.num_layers)
         )
         self.time_rnn = TimeRNN(config.cell)  # the reference path; no weights of its own
-        self.drop = LockedDropout(config.dropout) if config.dropout_kind == "locked" else StandardDropout(config.dropout)
+        dropout = LockedDropout if config.dropout_kind == "locked" else StandardDropout
+        self.drop = dropout(config.dropout)
         self.weight_drop = StandardDropout(config.weight_drop)  # applied to W_h, not to activations
         self.decoder = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:

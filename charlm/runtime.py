@@ -6,9 +6,9 @@ Called once from the CLI; the chosen device and dtype are passed down as argumen
 from __future__ import annotations
 
 import contextlib
-import functools
 import ctypes
 import ctypes.util
+import functools
 import os
 import random
 import time

@@ -34,10 +34,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from charlm.batching import TBPTTBatches
 from charlm import distributed
+from charlm.batching import TBPTTBatches
 from charlm.config import TrainConfig
-from charlm.distributed import World
+from charlm.distributed import SINGLE_PROCESS, World
 from charlm.errors import CharlmError
 from charlm.evaluate import EvalResult, evaluate
 from charlm.model import RNNLM, State, detach_state
@@ -190,7 +190,7 @@ class Trainer:
         amp_dtype: torch.dtype | None = None,
         val_chars: int | None = None,
         save_every: int | None = None,
-        world: World = World(),
+        world: World = SINGLE_PROCESS,
     ):
         if not config.has_horizon:
             raise ValueError("TrainConfig needs epochs, max_steps or time_budget")
@@ -256,7 +256,8 @@ class Trainer:
         offset = 0 if epoch == 0 else int(np.random.default_rng([c.seed, epoch]).integers(c.seq_len))
         rows = self.world.rows(c.batch_size)
         batches = TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, offset, rows)
-        return batches if len(batches) or offset == 0 else TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, 0, rows)
+        return batches if len(batches) or offset == 0 else TBPTTBatches(self.train_ids, c.batch_size, c.seq_len, 0,
+                                                                        rows)
 
     def _to_device(self, window: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Start copying a window to the device. On CUDA it goes through pinned memory without blocking,
@@ -386,7 +387,8 @@ class Trainer:
         p.rollbacks += 1
         p.bad_streak = 0
         return EventReport(p.step, "rollback", f"{BAD_STREAK_FOR_ROLLBACK} bad steps in a row at step {p.step}: "
-                                               f"rolled back to the last good state, learning rate scaled to {p.lr_scale:g}x")
+                                               "rolled back to the last good state, learning rate scaled to "
+                                               f"{p.lr_scale:g}x")
 
     # ----- evaluation ---------------------------------------------------------------------------------------
 

@@ -258,7 +258,7 @@ def eligible_bills(sdist: Path, work_dir: Path) -> list[Bill]:
         import pyarrow.parquet as pq
     except ImportError:
         raise SystemExit("the Korean bill corpora need pyarrow to read the Parquet "
-                         "data: pip install pyarrow")
+                         "data: pip install pyarrow") from None
 
     # Parquet needs seekable files: copy the two tables out of the tarball.
     tables = {}

@@ -16,6 +16,7 @@ from charlm.cli import cli  # noqa: E402
 from charlm.tokenizers import Tokenizer, TokenizerSpec  # noqa: E402
 from charlm.train import StepReport, Trainer  # noqa: E402
 
+
 def char_tokenizer(text: str, normalize: str = "none") -> Tokenizer:
     """The char-level tokenizer of ``text``, fitted as a run fits one."""
     return TokenizerSpec(level="char", normalize=normalize).fit(text)

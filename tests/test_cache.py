@@ -7,10 +7,8 @@ import textwrap
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from charlm import data
-from charlm.cli import cli
 from charlm.tokenizers import TokenizerSpec
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(2000))
@@ -75,17 +73,17 @@ def test_small_corpora_stay_in_memory(text_file, tmp_path):
     assert not (tmp_path / "cache").exists()
 
 
-def test_cli_says_when_it_reuses_the_cache_and_eval_reads_it(text_file, tmp_path):
+def test_cli_says_when_it_reuses_the_cache_and_eval_reads_it(invoke, text_file, tmp_path):
     args = ["train", str(text_file), "--cache-dir", str(tmp_path / "cache"), "--hidden", "8", "--embed", "4",
             "--layers", "1", "--batch-size", "2", "--seq-len", "8", "--max-steps", "3", "--eval-every", "2",
             "--precision", "fp32"]
-    first = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "a")])
-    second = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "b")])
+    first = invoke(*args, "--out", str(tmp_path / "a"))
+    second = invoke(*args, "--out", str(tmp_path / "b"))
     assert first.exit_code == 0 and second.exit_code == 0, second.output
     assert "into token cache" in first.stderr and "reusing token cache" in second.stderr
     info = json.loads((tmp_path / "b" / "config.json").read_text())
     assert info["corpus"]["token_cache"].startswith(str(tmp_path / "cache"))
-    evaluated = CliRunner().invoke(cli, ["eval", str(tmp_path / "b"), "--json"])
+    evaluated = invoke("eval", str(tmp_path / "b"), "--json")
     assert evaluated.exit_code == 0, evaluated.output
 
 

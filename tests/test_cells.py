@@ -4,10 +4,8 @@ import dataclasses
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from charlm import cells
-from charlm.cli import cli
 from charlm.config import ModelConfig
 from charlm.errors import ConfigError
 from charlm.model import RNNLM
@@ -15,7 +13,7 @@ from charlm.model import RNNLM
 from conftest import TINY_MODEL_ARGS, run_and_backprop
 
 CELLS = ["rnn", "rnn-relu", "lstm", "gru"]
-B, T, I, H = 3, 5, 4, 6  # batch, time, input and hidden sizes: tiny, and all different so a transpose shows
+B, T, I, H = 3, 5, 4, 6  # noqa: E741 (the course's names) batch, time, input and hidden sizes: tiny, and all different so a transpose shows
 
 
 def _fused(cell: str, layers: int, dtype: torch.dtype) -> torch.nn.RNNBase:
@@ -121,31 +119,30 @@ def test_impl_setting_is_validated_and_old_configs_default_to_fused():
     assert ModelConfig.from_dict(old).impl == "fused"
 
 
-def _sample(run_dir, *options):
-    result = CliRunner().invoke(cli, ["sample", str(run_dir), "-p", "the ", "-n", "40", "-t", "0", *options],
-                                catch_exceptions=False)
+def _sample(invoke, run_dir, *options):
+    result = invoke("sample", str(run_dir), "-p", "the ", "-n", "40", "-t", "0", *options)
     assert result.exit_code == 0, result.output
     return result.stdout
 
 
-def _eval_loss(run_dir, *options):
+def _eval_loss(invoke, run_dir, *options):
     import json
 
-    result = CliRunner().invoke(cli, ["eval", str(run_dir), "--json", *options], catch_exceptions=False)
+    result = invoke("eval", str(run_dir), "--json", *options)
     assert result.exit_code == 0, result.output
     return json.loads(result.stdout)["loss"]
 
 
-def test_checkpoint_trained_with_one_implementation_runs_with_the_other(tiny_corpus, tmp_path):
+def test_checkpoint_trained_with_one_implementation_runs_with_the_other(invoke, tiny_corpus, tmp_path):
     # float32, so that the comparison is of the maths: under bf16 autocast (chosen by --precision auto on a
     # CPU with fast bf16) the two implementations round differently.
     runs = {}
     for impl, cell in (("reference", "gru"), ("fused", "lstm")):
         runs[impl] = out = tmp_path / impl
-        result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--max-steps", "6", "--cell", cell,
-                                          "--impl", impl, "--precision", "fp32", *TINY_MODEL_ARGS], catch_exceptions=False)
+        result = invoke("train", tiny_corpus, "--out", out, "--max-steps", "6", "--cell", cell, "--impl", impl,
+                        "--precision", "fp32", *TINY_MODEL_ARGS)
         assert result.exit_code == 0, result.output
         assert f'"impl": "{impl}"' in (out / "config.json").read_text()
     for run_dir, other in ((runs["reference"], "fused"), (runs["fused"], "reference")):
-        assert _sample(run_dir, "--impl", other) == _sample(run_dir)
-        assert _eval_loss(run_dir, "--impl", other) == pytest.approx(_eval_loss(run_dir), rel=1e-5)
+        assert _sample(invoke, run_dir, "--impl", other) == _sample(invoke, run_dir)
+        assert _eval_loss(invoke, run_dir, "--impl", other) == pytest.approx(_eval_loss(invoke, run_dir), rel=1e-5)

@@ -6,10 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
 from charlm import checkpoint
-from charlm.cli import cli
 from charlm.errors import CheckpointError
 
 from conftest import TINY_MODEL_ARGS, stop_training_at
@@ -115,14 +113,14 @@ def test_metrics_lines_that_cannot_be_read_are_skipped(tmp_path):
     assert checkpoint.read_metrics(tmp_path) == good
 
 
-def test_a_run_with_unreadable_metrics_resumes(tiny_corpus, tmp_path, monkeypatch):
+def test_a_run_with_unreadable_metrics_resumes(invoke, tiny_corpus, tmp_path, monkeypatch):
     stop_training_at(monkeypatch, 20)
     run = tmp_path / "run"
     args = ["train", str(tiny_corpus), "--out", str(run), "--max-steps", "30", *TINY_MODEL_ARGS]
-    assert CliRunner().invoke(cli, args).exit_code == 130
+    assert invoke(*args).exit_code == 130
     monkeypatch.undo()
     (run / checkpoint.METRICS_FILE).write_bytes(bytes(range(256)) * 2)  # e.g. head -c 500 /dev/urandom
-    result = CliRunner().invoke(cli, ["train", "--resume", str(run)], catch_exceptions=False)
+    result = invoke("train", "--resume", str(run))
     assert result.exit_code == 0, result.output
     assert checkpoint.load(run, weights=checkpoint.LAST_FILE).weights["step"] == 30
 
@@ -153,13 +151,13 @@ def test_a_format_1_run_loads_the_same_weights(trained_run, tmp_path):
         assert torch.equal(a, b), name
 
 
-def test_an_interrupted_format_1_run_resumes(tiny_corpus, tmp_path, monkeypatch):
+def test_an_interrupted_format_1_run_resumes(invoke, tiny_corpus, tmp_path, monkeypatch):
     stop_training_at(monkeypatch, 20)
     run = tmp_path / "run"
     args = ["train", str(tiny_corpus), "--out", str(run), "--max-steps", "40", *TINY_MODEL_ARGS, "--layers", "2"]
-    assert CliRunner().invoke(cli, args).exit_code == 130
+    assert invoke(*args).exit_code == 130
     monkeypatch.undo()
     _as_format_1(run)
-    result = CliRunner().invoke(cli, ["train", "--resume", str(run)], catch_exceptions=False)
+    result = invoke("train", "--resume", str(run))
     assert result.exit_code == 0, result.output  # the optimizer moments fit the renamed weights
     assert checkpoint.load(run, weights=checkpoint.LAST_FILE).weights["step"] == 40

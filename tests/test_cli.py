@@ -3,7 +3,6 @@ import json
 import pytest
 from safetensors.torch import load_file
 
-
 from conftest import TINY_MODEL_ARGS, TINY_TEXT, stop_training_at
 
 
@@ -27,7 +26,8 @@ def test_eval_json_reports_the_figures(invoke, trained_run):
     figures = json.loads(result.stdout)
     assert {"loss", "perplexity", "bpc", "tokens", "characters"} <= set(figures)
     assert figures["perplexity"] == pytest.approx(2.718281828 ** figures["loss"], rel=1e-6)
-    assert figures["bpc"] == pytest.approx(figures["loss"] / 0.6931471805599453 * figures["tokens"] / figures["characters"])
+    bits = figures["loss"] / 0.6931471805599453 * figures["tokens"]
+    assert figures["bpc"] == pytest.approx(bits / figures["characters"])
     best = json.loads((trained_run / "config.json").read_text())
     assert best["corpus"]["val_characters"] > 0
 
@@ -60,7 +60,8 @@ def test_eval_dynamic_reports_the_adapted_and_the_static_figures(invoke, trained
     assert result.exit_code == 0, result.output
     dynamic = json.loads(result.stdout)
     assert dynamic["dynamic_lr"] == 0.01
-    assert dynamic["static_loss"] == pytest.approx(static["loss"]) and dynamic["static_bpc"] == pytest.approx(static["bpc"])
+    assert dynamic["static_loss"] == pytest.approx(static["loss"])
+    assert dynamic["static_bpc"] == pytest.approx(static["bpc"])
     assert dynamic["loss"] < static["loss"] and dynamic["tokens"] == static["tokens"]
     table = invoke("eval", trained_run, "--text", text, "--dynamic")
     assert table.exit_code == 0 and "dynamic, lr 0.001" in table.stdout and "static bits per character" in table.stdout
@@ -171,7 +172,7 @@ def test_sample_is_reproducible_and_stdout_only_text(invoke, trained_run):
 
 
 def script_generation(monkeypatch, ids):
-    """Until the test ends, `charlm sample` generates ``ids`` (the same for every sample) instead of asking the model."""
+    """Until the test ends, `charlm sample` generates ``ids`` (the same for every sample), not the model's."""
     import torch
 
     from charlm import sampling
@@ -189,7 +190,8 @@ def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(invoke
     corpus = tmp_path / "ko.txt"
     corpus.write_text("어제 나는 공원에서 사과를 샀다.\n" * 30, encoding="utf-8")
     run = tmp_path / "run"
-    assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
+    assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2",
+                  *TINY_MODEL_ARGS).exit_code == 0
     jamo = checkpoint.load(run).tokenizer.encode("ᆼ원에서").tolist()
     script_generation(monkeypatch, jamo)  # the model "writes" ᆼ ᄋ ᅯ ᆫ ᄋ ᅦ …
     for options in ([], ["--no-stream"], ["--num-samples", "2"]):
@@ -198,7 +200,8 @@ def test_sample_under_nfd_joins_the_prompt_and_finishes_its_last_syllable(invoke
         assert result.stdout.split("\n")[0] == "어제 나는 공워"  # not 고 + a lone ᆼ, nor a lone ᄋ at the end
 
 
-def test_sample_to_a_terminal_draws_control_characters_instead_of_obeying_them(invoke, trained_run, tmp_path, monkeypatch):
+def test_sample_to_a_terminal_draws_control_characters_instead_of_obeying_them(invoke, trained_run, tmp_path,
+                                                                               monkeypatch):
     import click.testing
 
     run = tmp_path / "bytes"
@@ -257,7 +260,8 @@ def test_refuses_to_overwrite_a_run(invoke, trained_run, tiny_corpus):
     assert result.exit_code == 1 and "--resume" in result.stderr and "--force" in result.stderr
 
 
-def test_a_run_that_saved_nothing_is_named_so_and_ctrl_c_before_training_exits_130(invoke, tiny_corpus, tmp_path, monkeypatch):
+def test_a_run_that_saved_nothing_is_named_so_and_ctrl_c_before_training_exits_130(invoke, tiny_corpus, tmp_path,
+                                                                                   monkeypatch):
     from charlm.cli import train
 
     run = tmp_path / "run"
@@ -265,7 +269,8 @@ def test_a_run_that_saved_nothing_is_named_so_and_ctrl_c_before_training_exits_1
     for name in ("model.safetensors", "last.safetensors"):  # as if stopped between writing config.json and a save
         (run / name).unlink()
     refused = invoke("train", tiny_corpus, "--out", run, "--max-steps", "2")
-    assert refused.exit_code == 1 and "stopped before it saved anything" in refused.stderr and "--force" in refused.stderr
+    assert refused.exit_code == 1 and "stopped before it saved anything" in refused.stderr
+    assert "--force" in refused.stderr
 
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
@@ -311,12 +316,16 @@ def test_the_default_learning_rate_depends_on_the_cell(invoke, tiny_corpus, tmp_
     assert json.loads((out / "config.json").read_text())["train"]["lr"] == lr
 
 
-@pytest.mark.parametrize("args, model", [(["--time-budget", "2m"], "LSTM 1×256"), (["--time-budget", "5m"], "GRU 1×384"),
-                                         (["--time-budget", "10m"], "GRU 1×384"), (["--time-budget", "11m"], "GRU 1×384"),
+@pytest.mark.parametrize("args, model", [(["--time-budget", "2m"], "LSTM 1×256"), (["--time-budget", "5m"],
+                                                                                   "GRU 1×384"),
+                                         (["--time-budget", "10m"], "GRU 1×384"), (["--time-budget", "11m"],
+                                                                                   "GRU 1×384"),
                                          (["--time-budget", "5m", "--hidden", "64"], "GRU 1×64"), ([], "LSTM 1×256"),
-                                         (["--time-budget", "5m", "--tie-weights"], "GRU 1×4")])  # the width of --embed 4
+                                         (["--time-budget", "5m", "--tie-weights"],
+                                          "GRU 1×4")])  # the width of --embed 4
 def test_the_default_width_depends_on_the_time_budget(invoke, tiny_corpus, tmp_path, args, model):
-    result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "1", "--embed", "4", "--layers", "1",
+    result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "1", "--embed", "4", "--layers",
+                    "1",
                     "--batch-size", "2", "--seq-len", "8", *args)
     assert result.exit_code == 0, result.output
     assert f"run: {model}," in result.stderr
@@ -405,7 +414,8 @@ def test_a_run_given_a_relative_corpus_path_resumes_and_evaluates_from_another_f
     (tmp_path / "data" / "tiny.txt").write_text(TINY_TEXT, encoding="utf-8")
     monkeypatch.chdir(tmp_path / "data")
     stop_training_at(monkeypatch, 10)
-    assert invoke("train", "tiny.txt", "--out", tmp_path / "run", "--max-steps", "30", *TINY_MODEL_ARGS).exit_code == 130
+    assert invoke("train", "tiny.txt", "--out", tmp_path / "run", "--max-steps", "30",
+                  *TINY_MODEL_ARGS).exit_code == 130
     monkeypatch.undo()  # back in the first folder: tiny.txt is not here
     assert json.loads((tmp_path / "run" / "config.json").read_text())["corpus"]["source"] == "tiny.txt"
     resumed = invoke("train", "--resume", tmp_path / "run")
@@ -460,7 +470,8 @@ def test_eval_unknown_skip_under_nfd_counts_every_character_it_still_predicts(in
     corpus = tmp_path / "mixed.txt"
     corpus.write_text("어제 나는 공원에서 사과를 샀다. cafe\n" * 30, encoding="utf-8")
     run = tmp_path / "run"
-    assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2", *TINY_MODEL_ARGS).exit_code == 0
+    assert invoke("train", corpus, "--normalize", "nfd", "--out", run, "--max-steps", "2",
+                  *TINY_MODEL_ARGS).exit_code == 0
     known, mixed = tmp_path / "nfd.txt", tmp_path / "mixed-text.txt"
     known.write_text(unicodedata.normalize("NFD", "나는 공원에서 사과를 샀다.\n"), encoding="utf-8")
     mixed.write_text("나는 café에서 ☃ 샀다.\n", encoding="utf-8")  # é: 'e' + an unseen accent; ☃: unseen

@@ -7,7 +7,8 @@ import pytest
 
 from charlm import corpus, data
 from charlm.errors import CorpusError
-from charlm.tokenizers import CharTokenizer, TokenizerSpec
+from charlm.tokenizers import TokenizerSpec
+
 from conftest import char_tokenizer
 
 TEXT = "".join(f"Line {i}: the cat sat on mat {i % 7}. 한국어 {'▁' if i % 11 == 0 else ''}\n\n"

@@ -5,11 +5,9 @@ import json
 import pytest
 import torch
 
-from charlm import checkpoint
+from charlm.config import MemoryConfig, ModelConfig
 from charlm.explore import diagnose
-from charlm.config import MemoryConfig, ModelConfig, TrainConfig
 from charlm.model import RNNLM
-from charlm.tokenizers import CharTokenizer
 
 from conftest import TINY_MODEL_ARGS, TINY_TEXT
 

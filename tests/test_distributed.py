@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_resume import wait_for_state
 
 from charlm.batching import TBPTTBatches
 from charlm.config import ModelConfig, TrainConfig
@@ -24,7 +25,6 @@ from charlm.distributed import World
 from charlm.errors import ConfigError
 from charlm.model import RNNLM
 from charlm.train import Trainer
-from test_resume import wait_for_state
 
 ARGS = ["--hidden", "32", "--embed", "8", "--layers", "2", "--batch-size", "8", "--seq-len", "16",
         "--eval-every", "10", "--dropout", "0", "--lr", "0.01", "--warmup", "5", "--deterministic",

@@ -4,12 +4,9 @@ import json
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from charlm.cli import cli
 from charlm.config import ModelConfig, TrainConfig
 from charlm.model import RNNLM
-from charlm.tokenizers import CharTokenizer
 from charlm.train import EvalReport, EventReport, Trainer, TrainingDiverged
 
 from conftest import TINY_MODEL_ARGS, TINY_TEXT, char_tokenizer
@@ -20,7 +17,8 @@ def make_trainer(**horizon):
     tok = char_tokenizer(TINY_TEXT)
     ids = tok.encode(TINY_TEXT)
     model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8, dropout=0.0), tok.vocab_size)
-    config = TrainConfig(batch_size=4, seq_len=16, lr=0.01, warmup_steps=0, eval_every=50, **(horizon or {"max_steps": 120}))
+    config = TrainConfig(batch_size=4, seq_len=16, lr=0.01, warmup_steps=0, eval_every=50,
+                         **(horizon or {"max_steps": 120}))
     return Trainer(model, ids[:2400], ids[2400:], config, torch.device("cpu"))
 
 
@@ -63,11 +61,11 @@ def test_persistent_nan_gives_up_with_a_clear_message():
         list(trainer.run())
 
 
-def test_absurd_learning_rate_stops_with_one_line_and_logs_events(tmp_path, tiny_corpus):
+def test_absurd_learning_rate_stops_with_one_line_and_logs_events(invoke, tmp_path, tiny_corpus):
     out = tmp_path / "run"
-    result = CliRunner().invoke(cli, ["train", str(tiny_corpus), "--out", str(out), "--max-steps", "300",
+    result = invoke("train", str(tiny_corpus), "--out", str(out), "--max-steps", "300",
                                       *TINY_MODEL_ARGS, "--optimizer", "sgd", "--lr", "1e8", "--clip", "0",
-                                      "--warmup", "0"])
+                                      "--warmup", "0")
     assert result.exit_code == 1
     assert "training diverged" in result.stderr and "Traceback" not in result.output
     events = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

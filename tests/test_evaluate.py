@@ -65,7 +65,8 @@ def test_dynamic_evaluation_leaves_the_model_unchanged():
 def test_progress_reports_count_up_to_the_total_and_bpc_uses_the_characters():
     model = tiny_model()
     ids = repeating_ids(600)
-    reports, result = reports_and_result(evaluate_dynamic(model, ids, lr=1e-2, n_chars=1198, segment=16, report_every=4))
+    reports, result = reports_and_result(evaluate_dynamic(model, ids, lr=1e-2, n_chars=1198, segment=16,
+                                                          report_every=4))
     assert [r.tokens for r in reports] == [*range(64, 599, 64), 599]  # the last report says it is done
     assert all(r.total == 599 for r in reports)
     assert result.characters == 1198

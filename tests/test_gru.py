@@ -6,7 +6,8 @@ from unittest import mock
 import pytest
 import torch
 
-from charlm import gru, model as model_module
+from charlm import gru
+from charlm import model as model_module
 from charlm.config import ModelConfig
 from charlm.model import RNNLM
 

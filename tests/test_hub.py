@@ -4,10 +4,8 @@ import json
 import time
 
 import pytest
-from click.testing import CliRunner
 
 from charlm import corpus, hub
-from charlm.cli import cli
 from charlm.errors import CorpusError
 
 ROWS = [{"id": 1, "body": "first row\nwith a line break"}, {"id": 2, "body": "둘째 줄 😀"},
@@ -67,7 +65,7 @@ def test_a_malformed_table_file_says_what_is_wrong_in_one_line(tmp_path, capfd):
     assert capfd.readouterr().err == ""  # datasets' own error log stays quiet: the message carries the reason
 
 
-def test_unreachable_hub_fails_fast_with_one_clear_line(monkeypatch):
+def test_unreachable_hub_fails_fast_with_one_clear_line(invoke, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens on the discard port
@@ -75,7 +73,7 @@ def test_unreachable_hub_fails_fast_with_one_clear_line(monkeypatch):
     with pytest.raises(CorpusError, match="hub is unreachable.*pass the local file instead"):
         corpus.load_text("hf:wikitext:wikitext-2-raw-v1")
     assert time.monotonic() - start < hub.PROBE_SECONDS + 1
-    result = CliRunner().invoke(cli, ["train", "hf:wikitext:wikitext-2-raw-v1", "--split", "train", "--max-steps", "1"])
+    result = invoke("train", "hf:wikitext:wikitext-2-raw-v1", "--split", "train", "--max-steps", "1")
     assert result.exit_code == 1 and result.exception.__class__ is SystemExit
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("Error: the Hugging Face hub is unreachable")
     assert "Traceback" not in result.output

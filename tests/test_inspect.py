@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from charlm import checkpoint
-from charlm.explore import units
 from charlm.config import ModelConfig, TrainConfig
 from charlm.errors import CharlmError
+from charlm.explore import units
 from charlm.model import RNNLM
 from charlm.tokenizers import CharTokenizer
 

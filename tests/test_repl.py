@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from click.testing import CliRunner
 
-from charlm.cli import cli
+from charlm.cli.repl import escape, unescape
 from charlm.config import ModelConfig, SampleConfig
 from charlm.errors import CharlmError, TokenizerError
 from charlm.model import RNNLM
-from charlm.cli.repl import escape, unescape
 from charlm.session import Session, summarize
 from charlm.tokenizers import CharTokenizer
+
 from conftest import char_tokenizer
 
 
@@ -107,12 +106,12 @@ def test_the_unknown_token_is_never_generated_or_accepted():
     assert "\ufffd" not in s.context
 
 
-def test_piped_input_with_a_refused_line_goes_on_then_exits_1():
-    result = CliRunner().invoke(cli, ["repl", "-k", "2"], input="To be\n안녕\n:bogus\nor not\n:quit\n")
+def test_piped_input_with_a_refused_line_goes_on_then_exits_1(invoke):
+    result = invoke("repl", "-k", "2", input="To be\n안녕\n:bogus\nor not\n:quit\n")
     assert result.exit_code == 1
     assert len(result.stdout.strip().splitlines()) == 2  # the two good lines were answered
     assert result.stderr.count("error:") == 2 and "Traceback" not in result.output
-    clean = CliRunner().invoke(cli, ["repl", "-k", "2"], input="To be\n:quit\n")
+    clean = invoke("repl", "-k", "2", input="To be\n:quit\n")
     assert clean.exit_code == 0
 
 
@@ -203,7 +202,8 @@ def test_unescape(typed, text):
 
 
 @pytest.mark.parametrize("stdin_tty, stdout_tty, term, mode, chosen", [
-    (False, True, "xterm", "auto", "plain"), (True, True, "dumb", "auto", "line"), (True, False, "xterm", "auto", "line"),
+    (False, True, "xterm", "auto", "plain"), (True, True, "dumb", "auto", "line"), (True, False, "xterm", "auto",
+                                                                                    "line"),
     (True, True, "xterm-256color", "auto", "live"), (True, True, "xterm", "line", "line"),
 ])
 def test_choose_mode(monkeypatch, stdin_tty, stdout_tty, term, mode, chosen):
@@ -276,9 +276,11 @@ def test_repl_save_says_why_it_cannot_write(invoke, trained_run, tmp_path):
 
 def test_repl_save_refuses_a_folder_it_cannot_write_to(invoke, trained_run, tmp_path, monkeypatch):
     access = os.access
-    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and access(path, mode))  # no rights there
+    monkeypatch.setattr(os, "access", lambda path, mode: Path(path) != tmp_path and access(path,
+                                                                                           mode))  # no rights there
     result = invoke("repl", trained_run, input=f"the\n:save {tmp_path}/x.txt\n")
-    assert result.stderr == f"error: cannot write :save {tmp_path}/x.txt: folder {tmp_path} is not writable; pick another path\n"
+    assert result.stderr == (f"error: cannot write :save {tmp_path}/x.txt: folder {tmp_path} is not writable; "
+                             "pick another path\n")
     assert not (tmp_path / "x.txt").exists()
 
 
@@ -286,7 +288,8 @@ def test_repl_save_refuses_a_folder_it_cannot_write_to(invoke, trained_run, tmp_
     (OSError(28, "No space left on device"), "No space left on device; free disk space or pick another folder"),
     (PermissionError(13, "Permission denied"), "Permission denied; pick a folder you can write to"),
 ])
-def test_repl_save_of_a_new_file_does_not_speak_of_a_previous_one(invoke, trained_run, tmp_path, monkeypatch, error, says):
+def test_repl_save_of_a_new_file_does_not_speak_of_a_previous_one(invoke, trained_run, tmp_path, monkeypatch, error,
+                                                                  says):
     def fail(*args, **kwargs):
         raise error
 

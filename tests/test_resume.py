@@ -15,7 +15,6 @@ import time
 import pytest
 from safetensors.torch import load_file
 
-
 ARGS = ["--max-steps", "400", "--save-every", "40", "--eval-every", "100", "--hidden", "48", "--embed", "16",
         "--layers", "2", "--batch-size", "8", "--seq-len", "32", "--dropout", "0.1", "--lr", "0.005",
         "--deterministic"]

@@ -11,8 +11,8 @@ import torch
 
 from charlm import checkpoint
 from charlm.cli import display
-from charlm.explore import surprisal
 from charlm.config import ModelConfig, TrainConfig
+from charlm.explore import surprisal
 from charlm.model import RNNLM
 from charlm.tokenizers import CharTokenizer
 
@@ -47,9 +47,10 @@ most surprising spans of 3 characters
 def fixed_model():
     """A one-layer LSTM whose weights are set by formula (no RNG): parameter i, element k = 1.5 sin(0.7 k + i)."""
     tokenizer = CharTokenizer("abc .\n")
-    model = RNNLM(ModelConfig(cell="lstm", num_layers=1, hidden_size=6, embed_size=4, dropout=0.0), tokenizer.vocab_size)
+    model = RNNLM(ModelConfig(cell="lstm", num_layers=1, hidden_size=6, embed_size=4, dropout=0.0),
+                  tokenizer.vocab_size)
     with torch.no_grad():
-        for i, (name, p) in enumerate(sorted(model.named_parameters())):
+        for i, (_, p) in enumerate(sorted(model.named_parameters())):
             k = torch.arange(p.numel(), dtype=torch.float64)
             p.copy_((1.5 * torch.sin(0.7 * k + i)).reshape(p.shape))
     return model.eval(), tokenizer

@@ -10,8 +10,9 @@ from hypothesis import strategies as st
 
 from charlm import corpus
 from charlm.errors import TokenizerError
-from charlm.tokenizers.subword import MAX_SENTENCE_CHARS, SPACE, SentencePieceTokenizer, SubwordFitter
 from charlm.tokenizers import tokenizer_from_dict
+from charlm.tokenizers.subword import MAX_SENTENCE_CHARS, SPACE, SubwordFitter
+
 from conftest import subword_tokenizer
 
 TRAIN = corpus.load_text("kolaw_constitution").text + "The cat sat on the mat.\tTabs\tand  double  spaces.\n" * 50

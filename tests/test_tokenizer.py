@@ -7,6 +7,7 @@ from charlm.errors import TokenizerError
 from charlm.tokenizers import CharTokenizer
 from charlm.tokenizers.char import UNK_ID
 from charlm.tokenizers.text import smallest_uint
+
 from conftest import char_tokenizer
 
 MIXED = "Hello,\tworld!\n\n  안녕하세요 — 한국어 😀🎉\r\nend ▁ \x0b"

@@ -9,7 +9,6 @@ import torch
 from charlm.config import ModelConfig, SampleConfig, TrainConfig
 from charlm.model import RNNLM
 from charlm.sampling import generate
-from charlm.tokenizers import CharTokenizer
 from charlm.train import EvalReport, StepReport, Trainer, lr_at
 
 from conftest import TINY_TEXT, char_tokenizer
@@ -20,7 +19,8 @@ def train_tiny(cell: str, steps: int = 80, **model_kwargs):
     tok = char_tokenizer(TINY_TEXT)
     ids = tok.encode(TINY_TEXT)
     split = int(len(ids) * 0.9)
-    config = ModelConfig(**{"cell": cell, "num_layers": 1, "hidden_size": 24, "embed_size": 8, "dropout": 0.0, **model_kwargs})
+    config = ModelConfig(**{"cell": cell, "num_layers": 1, "hidden_size": 24, "embed_size": 8, "dropout": 0.0,
+                            **model_kwargs})
     model = RNNLM(config, tok.vocab_size)
     trainer = Trainer(model, ids[:split], ids[split:],
                       TrainConfig(batch_size=4, seq_len=16, lr=0.02, warmup_steps=5, max_steps=steps, eval_every=40),
@@ -135,7 +135,8 @@ def test_busy_cpus_counts_other_processes_only():
     readings = iter([{0: (1000, 500), 1: (1000, 900)},  # before: (all ticks, idle ticks) per CPU
                      {0: (1100, 500), 1: (1100, 950)}])  # after: CPU 0 fully busy, CPU 1 half busy
     own = iter([10.0, 10.0])
-    assert runtime.busy_cpus(0.01, ticks=lambda cpus: next(readings), own_cpu_time=lambda: next(own))[1] == pytest.approx(1.5)
+    assert runtime.busy_cpus(0.01, ticks=lambda cpus: next(readings),
+                             own_cpu_time=lambda: next(own))[1] == pytest.approx(1.5)
     readings = iter([{0: (1000, 500), 1: (1000, 900)}, {0: (1100, 500), 1: (1100, 950)}])
     spun = iter([10.0, 10.0 + 10.0])  # our own threads used far more CPU than there was: nothing is left for others
     assert runtime.busy_cpus(0.01, ticks=lambda cpus: next(readings), own_cpu_time=lambda: next(spun))[1] == 0.0

@@ -15,8 +15,16 @@ import time
 from typing import Callable, Generator
 
 from rich.console import Console
-from rich.progress import (BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                           TimeRemainingColumn, TransferSpeedColumn)
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
 from rich.table import Table
 
 # Piped or redirected, rich would fit tables to 80 columns and cut the cells of a wide one (eval of several
@@ -144,7 +152,7 @@ def transfer_progress() -> Progress:
 
 
 def jobs_progress() -> Progress:
-    """Progress through a known number of jobs on stderr: the current one, a bar, done/total, time; cleared when done."""
+    """Progress through a known number of jobs on stderr: the current one, a bar, done/total, time; cleared after."""
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                     console=err, transient=True)
 

@@ -55,15 +55,24 @@ Examples:
   charlm diagnose gradients checkpoints/shakespeare-lstm --json     # on the run's own validation text
 """)
 @click.argument("checkpoints", nargs=-1, type=click.Path(path_type=Path))
-@click.option("--fresh", is_flag=True, help="Also measure freshly initialised models of --cells (the default when no CHECKPOINTS are given).")
-@click.option("--cells", "cells_spec", default=DEFAULT_CELLS, show_default=True, help="Cells of the --fresh models, comma-separated.")
-@click.option("--hidden", "hidden_size", type=int, default=ModelConfig.hidden_size, show_default=True, help="Hidden units per layer of the --fresh models.")
-@click.option("--layers", "num_layers", type=int, default=ModelConfig.num_layers, show_default=True, help="Layers of the --fresh models.")
+@click.option("--fresh", is_flag=True,
+              help="Also measure freshly initialised models of --cells (the default when no CHECKPOINTS are given).")
+@click.option("--cells", "cells_spec", default=DEFAULT_CELLS, show_default=True,
+              help="Cells of the --fresh models, comma-separated.")
+@click.option("--hidden", "hidden_size", type=int, default=ModelConfig.hidden_size, show_default=True,
+              help="Hidden units per layer of the --fresh models.")
+@click.option("--layers", "num_layers", type=int, default=ModelConfig.num_layers, show_default=True,
+              help="Layers of the --fresh models.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --fresh models' initial weights.")
-@click.option("--text", "text_source", metavar="TEXT", help=f"Where the windows come from: a file, folder or shipped corpus name (default: each run's own validation text; {FRESH_TEXT} for the fresh models).")
-@click.option("-T", "--length", type=int, default=100, show_default=True, help="Window length T: the loss is at its last step, gradients go back to its first.")
-@click.option("--windows", type=int, default=8, show_default=True, help="Windows, evenly spaced over the text, whose norms are averaged.")
-@click.option("--png", "png_out", type=click.Path(path_type=Path), help="Also write the chart as a PNG picture (needs matplotlib).")
+@click.option("--text", "text_source", metavar="TEXT",
+              help="Where the windows come from: a file, folder or shipped corpus name (default: each run's own "
+                   f"validation text; {FRESH_TEXT} for the fresh models).")
+@click.option("-T", "--length", type=int, default=100, show_default=True,
+              help="Window length T: the loss is at its last step, gradients go back to its first.")
+@click.option("--windows", type=int, default=8, show_default=True,
+              help="Windows, evenly spaced over the text, whose norms are averaged.")
+@click.option("--png", "png_out", type=click.Path(path_type=Path),
+              help="Also write the chart as a PNG picture (needs matplotlib).")
 @click.option("--chart/--no-chart", default=True, show_default=True, help="Draw the chart in the terminal.")
 @click.option("--height", type=int, default=20, show_default=True, help="Terminal chart height in lines.")
 @click.option("--json", "as_json", is_flag=True, help="Print the norms at every distance as JSON instead.")
@@ -90,7 +99,8 @@ def gradients(checkpoints, fresh, cells_spec, hidden_size, num_layers, seed, tex
     set_by_user = given(click.get_current_context())
     shaped = [option for name, option in shaping.items() if name in set_by_user]
     if checkpoints and not fresh and shaped:
-        raise ConfigError(f"{', '.join(shaped)} shape the --fresh models: add --fresh to measure some beside the checkpoints")
+        raise ConfigError(f"{', '.join(shaped)} shape the --fresh models: add --fresh to measure some beside the "
+                          "checkpoints")
     fresh = fresh or not checkpoints
     cells = lib.parse_cells(cells_spec) if fresh else []
     ModelConfig(num_layers=num_layers, hidden_size=hidden_size)  # checks the sizes
@@ -152,7 +162,8 @@ def _validation_ids(path: Path, ck):
 
 def _label(flow) -> str:
     """'LSTM 2×256 (fresh)', or the cell and size followed by the run folder."""
-    return f"{flow.cell.upper()} {flow.num_layers}×{flow.hidden_size} " + ("(fresh)" if flow.name == "fresh" else flow.name)
+    where = "(fresh)" if flow.name == "fresh" else flow.name
+    return f"{flow.cell.upper()} {flow.num_layers}×{flow.hidden_size} {where}"
 
 
 # ----- memory -----------------------------------------------------------------------------------------------
@@ -164,14 +175,21 @@ Examples:
   charlm diagnose memory --cells lstm,gru --gaps 20,40,80,160 --steps 5000
   charlm diagnose memory --gaps 2,5 --steps 200 --json
 """)
-@click.option("--cells", "cells_spec", default=DEFAULT_CELLS, show_default=True, help="Cells to train, comma-separated.")
-@click.option("--gaps", "gaps_spec", default="2,5,10,20,40,80", show_default=True, help="Filler characters between the symbol and the query, comma-separated.")
-@click.option("--steps", type=int, default=MemoryConfig.steps, show_default=True, help="Training steps at most, per cell and gap (it stops early once learned).")
-@click.option("--hidden", "hidden_size", type=int, default=MemoryConfig.hidden_size, show_default=True, help="Hidden units (one layer).")
-@click.option("-b", "--batch-size", type=int, default=MemoryConfig.batch_size, show_default=True, help="Sequences per step.")
+@click.option("--cells", "cells_spec", default=DEFAULT_CELLS, show_default=True,
+              help="Cells to train, comma-separated.")
+@click.option("--gaps", "gaps_spec", default="2,5,10,20,40,80", show_default=True,
+              help="Filler characters between the symbol and the query, comma-separated.")
+@click.option("--steps", type=int, default=MemoryConfig.steps, show_default=True,
+              help="Training steps at most, per cell and gap (it stops early once learned).")
+@click.option("--hidden", "hidden_size", type=int, default=MemoryConfig.hidden_size, show_default=True,
+              help="Hidden units (one layer).")
+@click.option("-b", "--batch-size", type=int, default=MemoryConfig.batch_size, show_default=True,
+              help="Sequences per step.")
 @click.option("--lr", type=float, default=MemoryConfig.lr, show_default=True, help="Adam learning rate.")
-@click.option("--threshold", type=float, default=MemoryConfig.threshold, show_default=True, help="Answer accuracy that counts as remembering (chance is 0.25).")
-@click.option("--seed", type=int, default=MemoryConfig.seed, show_default=True, help="Seed of the weights and of the sequences.")
+@click.option("--threshold", type=float, default=MemoryConfig.threshold, show_default=True,
+              help="Answer accuracy that counts as remembering (chance is 0.25).")
+@click.option("--seed", type=int, default=MemoryConfig.seed, show_default=True,
+              help="Seed of the weights and of the sequences.")
 @click.option("--json", "as_json", is_flag=True, help="Print every result as JSON instead.")
 def memory(cells_spec, gaps_spec, as_json, **options):
     """Train each cell briefly to remember a symbol across a gap; report the longest gap it bridges.

@@ -34,10 +34,14 @@ Examples:
   charlm eval runs/char runs/jamo runs/subword                     # side by side, by bits per character
 """)
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--text", "text_source", metavar="FILE", help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet file).")
+@click.option("--text", "text_source", metavar="FILE",
+              help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet "
+                   "file).")
 @click.option("--split", "split_name", type=click.Choice(["val", "test", "train"]), default="val", show_default=True,
               help="Which split of each run's own corpus to score when no --text is given.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON (loss, perplexity, bpc, tokens, characters, unknown_characters …; null for a figure that is infinite): an object for one checkpoint, a list for several.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON (loss, perplexity, bpc, tokens, characters, unknown_characters …; null for a figure "
+                   "that is infinite): an object for one checkpoint, a list for several.")
 @click.option("-b", "--batch-size", type=int, default=TrainConfig.eval_batch_size, show_default=True,
               help="Parallel streams (--dynamic reads one stream; this is for the static figures).")
 @click.option("--dynamic", is_flag=True,
@@ -217,7 +221,8 @@ def _print_comparison(rows: list[dict], dynamic: bool) -> None:
         columns.insert(1, "text")
         for row, r in zip(table, rows):
             row.insert(1, r["text_detail"])
-    title = ("dynamic evaluation " if dynamic else "") + (f"on {rows[0]['text']}" if same_text else "each on its own text")
+    title = f"on {rows[0]['text']}" if same_text else "each on its own text"
+    title = f"dynamic evaluation {title}" if dynamic else title
     marked = f"; * = best{' static' if dynamic else ''}" if best is not None else ""
     console.out.print(console.comparison_table(f"{title}: bits per character (bpc) compare across levels{marked}",
                                                columns, table))

@@ -18,8 +18,19 @@ from rich.table import Table
 from rich.text import Text
 
 from charlm.cli import console
-from charlm.cli.display import (cells, diverging, html_heatmap, html_legend, html_page, html_table, legend_cells,
-                                print_heatmap, print_legend, sequential, visible)
+from charlm.cli.display import (
+    cells,
+    diverging,
+    html_heatmap,
+    html_legend,
+    html_page,
+    html_table,
+    legend_cells,
+    print_heatmap,
+    print_legend,
+    sequential,
+    visible,
+)
 from charlm.cli.options import check_writable, device_option, encoding_errors_option, unknown_option, write_output
 from charlm.errors import ConfigError
 
@@ -36,7 +47,8 @@ def _read_text(file: Path | None, text: str | None, encoding_errors: str = "stri
     from charlm import corpus
 
     if (file is None) == (text is None):
-        raise ConfigError("give the text to read either as a FILE argument or with --text 'some text', not both or neither")
+        raise ConfigError("give the text to read either as a FILE argument or with --text 'some text', not both or "
+                          "neither")
     if text is not None:
         if not text:
             raise ConfigError("--text is empty: pass some text, e.g. --text 'ROMEO: What light'")
@@ -71,13 +83,18 @@ Examples:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 @click.option("--text", help="Score this text instead of a FILE.")
-@click.option("--context", default="", help="Text the model reads first, not scored (so the first character is scored too).")
-@click.option("--html", "html_out", type=click.Path(path_type=Path), help="Also write the heatmap as a self-contained HTML page.")
-@click.option("--json", "as_json", is_flag=True, help="Print figures, spans and per-token bits as one JSON object instead.")
+@click.option("--context", default="",
+              help="Text the model reads first, not scored (so the first character is scored too).")
+@click.option("--html", "html_out", type=click.Path(path_type=Path),
+              help="Also write the heatmap as a self-contained HTML page.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print figures, spans and per-token bits as one JSON object instead.")
 @click.option("--max-bits", type=float, default=8.0, show_default=True, help="Surprisal that gets the darkest colour.")
-@click.option("--spans", "n_spans", type=int, default=5, show_default=True, help="How many most surprising spans to list.")
+@click.option("--spans", "n_spans", type=int, default=5, show_default=True,
+              help="How many most surprising spans to list.")
 @click.option("--span-width", type=int, default=8, show_default=True, help="Characters per span.")
-@click.option("--show", type=int, default=5000, show_default=True, help="Characters drawn in the heatmap (0 = all); figures always cover the whole text.")
+@click.option("--show", type=int, default=5000, show_default=True,
+              help="Characters drawn in the heatmap (0 = all); figures always cover the whole text.")
 @encoding_errors_option
 @unknown_option
 @device_option
@@ -90,7 +107,8 @@ def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans,
     character has nothing before it to predict it, so it is not scored
     unless you give --context.
     """
-    from charlm import checkpoint as ckpt, runtime
+    from charlm import checkpoint as ckpt
+    from charlm import runtime
     from charlm.explore import surprisal
 
     if not (max_bits > 0 and math.isfinite(max_bits)):
@@ -104,7 +122,8 @@ def score(checkpoint, file, text, context, html_out, as_json, max_bits, n_spans,
     scored = surprisal.score(loaded.model, loaded.tokenizer, text, context, dev, unknown)
     spans = surprisal.surprising_spans(scored, n_spans, span_width)
     if html_out is not None:  # files first: a closed stdout (… | head) must not lose them
-        write_output(html_out, _score_html(scored, spans, max_bits, show, f"Surprisal: {checkpoint} on {label}").encode())
+        write_output(html_out, _score_html(scored, spans, max_bits, show,
+                                           f"Surprisal: {checkpoint} on {label}").encode())
     if as_json:
         click.echo(json.dumps(_score_json(scored, spans, checkpoint, label), ensure_ascii=False))
     else:
@@ -127,11 +146,13 @@ def _print_score(scored, spans, max_bits: float, show: int, title: str) -> None:
     console.out.print(console.key_value_table(title, _score_rows(scored)))
     if spans:
         width = len(spans[0].text)
-        table = Table(title=f"most surprising spans of {width} character{'s' if width > 1 else ''}", title_justify="left")
+        table = Table(title=f"most surprising spans of {width} character{'s' if width > 1 else ''}",
+                      title_justify="left")
         for column, justify in (("line:col", "right"), ("text", "left"), ("bits", "right"), ("bits/char", "right")):
             table.add_column(column, justify=justify)
         for s in spans:
-            table.add_row(f"{s.line}:{s.column}", Text(visible(s.text)), f"{s.bits:.1f}", f"{s.bits / max(s.scored, 1):.2f}")
+            table.add_row(f"{s.line}:{s.column}", Text(visible(s.text)), f"{s.bits:.1f}",
+                          f"{s.bits / max(s.scored, 1):.2f}")
         console.out.print(table)
 
 
@@ -176,13 +197,16 @@ Examples:
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 @click.option("--text", help="Read this text instead of a FILE.")
-@click.option("--units", "units_spec", help="Units to show: UNIT or LAYER:UNIT, comma-separated, 0-based (UNIT alone: last layer).")
+@click.option("--units", "units_spec",
+              help="Units to show: UNIT or LAYER:UNIT, comma-separated, 0-based (UNIT alone: last layer).")
 @click.option("--feature", type=click.Choice(FEATURE_NAMES), help="Show the units that track this feature best.")
 @click.option("--top", type=int, default=4, show_default=True, help="Units shown for --feature.")
 @click.option("--state", "kind", type=click.Choice(["h", "c"]), default="h", show_default=True,
               help="Hidden state h, or the LSTM's cell state c.")
-@click.option("--html", "html_out", type=click.Path(path_type=Path), help="Also write the heatmaps as a self-contained HTML page.")
-@click.option("--max-chars", type=int, default=2000, show_default=True, help="Read at most this many characters of the text.")
+@click.option("--html", "html_out", type=click.Path(path_type=Path),
+              help="Also write the heatmaps as a self-contained HTML page.")
+@click.option("--max-chars", type=int, default=2000, show_default=True,
+              help="Read at most this many characters of the text.")
 @encoding_errors_option
 @unknown_option
 def inspect(checkpoint, file, text, units_spec, feature, top, kind, html_out, max_chars, encoding_errors, unknown):
@@ -275,7 +299,8 @@ def _inspect_html(ranking: dict, panels: list, kind: str, title: str) -> str:
 
     rows = [(name, "   ".join(f"{s.layer}:{s.unit}\u00a0{s.r:+.2f}" for s in scores), FEATURES[name])
             for name, scores in ranking.items()]  # a no-break space keeps each unit with its r
-    sections = [("Units that track each feature", html_table(rows, ("feature", f"best units ({kind}, layer:unit r)", "meaning"))),
+    sections = [("Units that track each feature", html_table(rows, ("feature", f"best units ({kind}, layer:unit r)",
+                                                                    "meaning"))),
                 ("", html_legend(legend_cells(diverging, -1, 1), "negative", "positive"))]
     sections += [(panel.heading, html_heatmap(panel.heat)) for panel in panels]
     return html_page(title, sections)
@@ -295,10 +320,13 @@ Examples:
   charlm report runs/char runs/jamo runs/subword --no-chart       # side by side, curves overlaid
 """)
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--png", "png_out", type=click.Path(path_type=Path), help="Also write the curves as a PNG picture (needs matplotlib).")
+@click.option("--png", "png_out", type=click.Path(path_type=Path),
+              help="Also write the curves as a PNG picture (needs matplotlib).")
 @click.option("--chart/--no-chart", default=True, show_default=True, help="Draw the loss curves in the terminal.")
 @click.option("--height", type=int, default=36, show_default=True, help="Terminal chart height in lines (both charts).")
-@click.option("--json", "as_json", is_flag=True, help="Print each run's settings, best figures and curves as JSON instead: an object for one run, a list for several.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print each run's settings, best figures and curves as JSON instead: an object for one run, a list "
+                   "for several.")
 def report(run_dirs, png_out, chart, height, as_json):
     """Show runs' settings, best figures and loss curves (train and validation, by step and by wall time).
 

@@ -66,10 +66,14 @@ Examples:
   charlm repl checkpoints/shakespeare-lstm --impl reference
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
-@click.option("-k", "--top-k", "show_k", type=int, default=8, show_default=True, help="Predictions shown (:k N changes it).")
-@click.option("--line", "line_mode", is_flag=True, help="Read whole lines even on a terminal that can redraw (no live panel).")
-@click.option("-t", "--temperature", type=float, default=SampleConfig.temperature, show_default=True, help="For :gen (:temp T changes it).")
-@click.option("--top-p", type=float, default=SampleConfig.top_p, show_default=True, help="For :gen (:topp P changes it).")
+@click.option("-k", "--top-k", "show_k", type=int, default=8, show_default=True,
+              help="Predictions shown (:k N changes it).")
+@click.option("--line", "line_mode", is_flag=True,
+              help="Read whole lines even on a terminal that can redraw (no live panel).")
+@click.option("-t", "--temperature", type=float, default=SampleConfig.temperature, show_default=True,
+              help="For :gen (:temp T changes it).")
+@click.option("--top-p", type=float, default=SampleConfig.top_p, show_default=True,
+              help="For :gen (:topp P changes it).")
 @click.option("-s", "--seed", type=int, default=0, show_default=True, help="For :gen (:seed S changes it).")
 @unknown_option
 @impl_override_option
@@ -83,7 +87,8 @@ def repl(checkpoint, show_k, line_mode, temperature, top_p, seed, unknown, impl,
     on a dumb terminal, or with --line, they follow each line; with piped
     input they are printed as one plain line per input line, for scripts.
     """
-    from charlm import checkpoint as checkpoints, runtime
+    from charlm import checkpoint as checkpoints
+    from charlm import runtime
 
     if show_k < 1:
         raise ConfigError(f"--top-k must be at least 1, got {show_k}")

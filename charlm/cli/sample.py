@@ -26,13 +26,20 @@ Examples:
   charlm sample checkpoints/shakespeare-lstm -p "HAMLET:" -t 0 --impl reference    # same text, textbook cells
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
-@click.option("-p", "--prompt", default=None, help="Text to continue (default: a newline, or the corpus's first character).")
-@click.option("-n", "--length", type=int, default=500, show_default=True, help="Tokens to generate, and a few more if the last one began a character or a Hangul syllable (byte, subword or --normalize nfd models).")
-@click.option("-t", "--temperature", type=float, default=SampleConfig.temperature, show_default=True, help="0 = greedy; below 1 = safer; above 1 = wilder.")
-@click.option("-k", "--top-k", type=int, default=SampleConfig.top_k, show_default=True, help="Sample among the k likeliest tokens (0 = all).")
-@click.option("--top-p", type=float, default=SampleConfig.top_p, show_default=True, help="Sample from the smallest set with this much probability (1 = all).")
+@click.option("-p", "--prompt", default=None,
+              help="Text to continue (default: a newline, or the corpus's first character).")
+@click.option("-n", "--length", type=int, default=500, show_default=True,
+              help="Tokens to generate, and a few more if the last one began a character or a Hangul syllable (byte, "
+                   "subword or --normalize nfd models).")
+@click.option("-t", "--temperature", type=float, default=SampleConfig.temperature, show_default=True,
+              help="0 = greedy; below 1 = safer; above 1 = wilder.")
+@click.option("-k", "--top-k", type=int, default=SampleConfig.top_k, show_default=True,
+              help="Sample among the k likeliest tokens (0 = all).")
+@click.option("--top-p", type=float, default=SampleConfig.top_p, show_default=True,
+              help="Sample from the smallest set with this much probability (1 = all).")
 @click.option("-s", "--seed", type=int, help="Seed for reproducible samples.")
-@click.option("--num-samples", type=int, default=1, show_default=True, help="Independent samples, generated as one batch.")
+@click.option("--num-samples", type=int, default=1, show_default=True,
+              help="Independent samples, generated as one batch.")
 @click.option("--no-stream", is_flag=True, help="Print when done instead of as tokens arrive.")
 @unknown_option
 @impl_override_option
@@ -44,7 +51,8 @@ def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samp
     """
     import torch
 
-    from charlm import checkpoint as checkpoints, runtime
+    from charlm import checkpoint as checkpoints
+    from charlm import runtime
     from charlm.sampling import generate
     from charlm.tokenizers.text import EXTRA_TOKENS
 

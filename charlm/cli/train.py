@@ -28,8 +28,17 @@ from pathlib import Path
 import click
 
 from charlm.cli.options import command_line, device_option, duration, encoding_errors_option, given
-from charlm.config import (CELLS, DROPOUT_KINDS, IMPLS, OPTIMIZERS, PRECISIONS, ModelConfig, TrainConfig,
-                           preset_help, resolve)
+from charlm.config import (
+    CELLS,
+    DROPOUT_KINDS,
+    IMPLS,
+    OPTIMIZERS,
+    PRECISIONS,
+    ModelConfig,
+    TrainConfig,
+    preset_help,
+    resolve,
+)
 from charlm.corpus import Source
 from charlm.errors import CheckpointError, CorpusError
 from charlm.tokenizers import LEVELS, NORMALIZATIONS, SUBWORD_MODELS, TokenizerSpec
@@ -52,49 +61,92 @@ Examples:
   torchrun --standalone --nproc_per_node 2 -m charlm train shakespeare --time-budget 1m --out runs/ddp
 """)
 @click.argument("corpus", nargs=-1)
-@click.option("-o", "--out", type=click.Path(path_type=Path), help="Run folder (default: checkpoints/<corpus>-<cell>-<time>, with -<level> after <corpus> for byte and subword runs).")
-@click.option("--resume", type=click.Path(path_type=Path), help="Continue the run in this folder exactly where it stopped, with its own corpus and settings.")
+@click.option("-o", "--out", type=click.Path(path_type=Path),
+              help="Run folder (default: checkpoints/<corpus>-<cell>-<time>, with -<level> after <corpus> for byte and "
+                   "subword runs).")
+@click.option("--resume", type=click.Path(path_type=Path),
+              help="Continue the run in this folder exactly where it stopped, with its own corpus and settings.")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--val", "val_source", help="Validation text file (default: the last --val-fraction of the corpus).")
-@click.option("--val-fraction", type=float, default=TRAIN.val_fraction, show_default=True, help="Last fraction of the corpus held out for validation.")
-@click.option("--test-fraction", type=float, default=TRAIN.test_fraction, show_default=True, help="Fraction before the validation part held out as a test split.")
-@click.option("--glob", default="*.txt", show_default=True, help="Which files of a CORPUS folder to read (recursively).")
+@click.option("--val-fraction", type=float, default=TRAIN.val_fraction, show_default=True,
+              help="Last fraction of the corpus held out for validation.")
+@click.option("--test-fraction", type=float, default=TRAIN.test_fraction, show_default=True,
+              help="Fraction before the validation part held out as a test split.")
+@click.option("--glob", default="*.txt", show_default=True,
+              help="Which files of a CORPUS folder to read (recursively).")
 @encoding_errors_option
-@click.option("--split", "hf_split", default="train", show_default=True, help="Split of a Hugging Face dataset (hf:NAME[:CONFIG]).")
-@click.option("--text-column", default="text", show_default=True, help="Column holding the text, for datasets and json/jsonl/csv/parquet files.")
-@click.option("--level", type=click.Choice(LEVELS), default=TOKENIZER.level, show_default=True, help="Tokens: characters, UTF-8 bytes (256 symbols) or sentencepiece subwords.")
-@click.option("--vocab-size", type=int, default=TOKENIZER.vocab_size, show_default=True, help="Subword vocabulary size (--level subword).")
-@click.option("--sp-model", "model_type", type=click.Choice(SUBWORD_MODELS), default=TOKENIZER.model_type, show_default=True, help="Subword algorithm (--level subword).")
-@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=TOKENIZER.normalize, show_default=True, help="Unicode normal form applied before tokenizing; nfd splits Hangul into jamo (samples are recomposed to NFC).")
-@click.option("--cache-dir", type=click.Path(path_type=Path), help="Keep token files here, for a corpus of any size (default: $CHARLM_CACHE_DIR or ~/.cache/charlm, for corpora of 32 MB or more).")
+@click.option("--split", "hf_split", default="train", show_default=True,
+              help="Split of a Hugging Face dataset (hf:NAME[:CONFIG]).")
+@click.option("--text-column", default="text", show_default=True,
+              help="Column holding the text, for datasets and json/jsonl/csv/parquet files.")
+@click.option("--level", type=click.Choice(LEVELS), default=TOKENIZER.level, show_default=True,
+              help="Tokens: characters, UTF-8 bytes (256 symbols) or sentencepiece subwords.")
+@click.option("--vocab-size", type=int, default=TOKENIZER.vocab_size, show_default=True,
+              help="Subword vocabulary size (--level subword).")
+@click.option("--sp-model", "model_type", type=click.Choice(SUBWORD_MODELS), default=TOKENIZER.model_type,
+              show_default=True,
+              help="Subword algorithm (--level subword).")
+@click.option("--normalize", type=click.Choice(NORMALIZATIONS), default=TOKENIZER.normalize, show_default=True,
+              help="Unicode normal form applied before tokenizing; nfd splits Hangul into jamo (samples are recomposed "
+                   "to NFC).")
+@click.option("--cache-dir", type=click.Path(path_type=Path),
+              help="Keep token files here, for a corpus of any size (default: $CHARLM_CACHE_DIR or ~/.cache/charlm, "
+                   "for corpora of 32 MB or more).")
 @click.option("--no-cache", is_flag=True, help="Tokenize in memory, never into a token cache.")
 @click.option("--cell", type=click.Choice(CELLS), default=None, help=f"Recurrent cell.  {preset_help('cell')}")
-@click.option("--layers", "num_layers", type=int, default=MODEL.num_layers, show_default=True, help="Stacked recurrent layers.")
-@click.option("--hidden", "hidden_size", type=int, default=None, help=f"Hidden units per layer; --embed's size with --tie-weights.  {preset_help('hidden_size')}")
-@click.option("--embed", "embed_size", type=int, default=MODEL.embed_size, show_default=True, help="Embedding size; 0 = one-hot input.")
-@click.option("--dropout", type=float, default=None, help=f"Dropout between layers and before the decoder.  {preset_help('dropout')}")
-@click.option("--dropout-kind", type=click.Choice(DROPOUT_KINDS), default=MODEL.dropout_kind, show_default=True, help="standard: a fresh mask every time step; locked: one mask per sequence for the whole window (cheaper on CPU).")
-@click.option("--weight-drop", type=float, default=None, help=f"Weight drop (DropConnect): the share of the recurrent weights W_h zeroed at each training step, one mask for the whole batch.  {preset_help('weight_drop')}")
-@click.option("--tie-weights", is_flag=True, help="Share the embedding and decoder matrices (needs --embed = --hidden).")
-@click.option("--impl", type=click.Choice(IMPLS), default=MODEL.impl, show_default=True, help="fused: torch's kernels; reference: the course equations over an explicit time loop (same weights, slower; docs/cells.md).")
-@click.option("-b", "--batch-size", type=int, default=TRAIN.batch_size, show_default=True, help="Parallel streams per step.")
-@click.option("-t", "--seq-len", "--bptt", "seq_len", type=int, default=TRAIN.seq_len, show_default=True, help="Truncated BPTT length (tokens per window).")
+@click.option("--layers", "num_layers", type=int, default=MODEL.num_layers, show_default=True,
+              help="Stacked recurrent layers.")
+@click.option("--hidden", "hidden_size", type=int, default=None,
+              help=f"Hidden units per layer; --embed's size with --tie-weights.  {preset_help('hidden_size')}")
+@click.option("--embed", "embed_size", type=int, default=MODEL.embed_size, show_default=True,
+              help="Embedding size; 0 = one-hot input.")
+@click.option("--dropout", type=float, default=None,
+              help=f"Dropout between layers and before the decoder.  {preset_help('dropout')}")
+@click.option("--dropout-kind", type=click.Choice(DROPOUT_KINDS), default=MODEL.dropout_kind, show_default=True,
+              help="standard: a fresh mask every time step; locked: one mask per sequence for the whole window "
+                   "(cheaper on CPU).")
+@click.option("--weight-drop", type=float, default=None,
+              help="Weight drop (DropConnect): the share of the recurrent weights W_h zeroed at each training step, "
+                   f"one mask for the whole batch.  {preset_help('weight_drop')}")
+@click.option("--tie-weights", is_flag=True,
+              help="Share the embedding and decoder matrices (needs --embed = --hidden).")
+@click.option("--impl", type=click.Choice(IMPLS), default=MODEL.impl, show_default=True,
+              help="fused: torch's kernels; reference: the course equations over an explicit time loop (same weights, "
+                   "slower; docs/cells.md).")
+@click.option("-b", "--batch-size", type=int, default=TRAIN.batch_size, show_default=True,
+              help="Parallel streams per step.")
+@click.option("-t", "--seq-len", "--bptt", "seq_len", type=int, default=TRAIN.seq_len, show_default=True,
+              help="Truncated BPTT length (tokens per window).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=TRAIN.optimizer, show_default=True)
-@click.option("--lr", type=float, default=None, help="Peak learning rate.  [default: by --cell: 1e-2 for lstm, 3e-3 for gru and rnn]")
-@click.option("--min-lr-ratio", type=float, default=TRAIN.min_lr_ratio, show_default=True, help="Cosine decay floor as a fraction of --lr.")
-@click.option("--warmup", "warmup_steps", type=int, default=TRAIN.warmup_steps, show_default=True, help="Linear warmup steps.")
-@click.option("--weight-decay", type=float, default=None, help=f"AdamW's decoupled weight decay on the weight matrices (--optimizer sgd has none).  {preset_help('weight_decay')}")
-@click.option("--clip", "grad_clip", type=float, default=TRAIN.grad_clip, show_default=True, help="Max gradient norm (0 = off).")
+@click.option("--lr", type=float, default=None,
+              help="Peak learning rate.  [default: by --cell: 1e-2 for lstm, 3e-3 for gru and rnn]")
+@click.option("--min-lr-ratio", type=float, default=TRAIN.min_lr_ratio, show_default=True,
+              help="Cosine decay floor as a fraction of --lr.")
+@click.option("--warmup", "warmup_steps", type=int, default=TRAIN.warmup_steps, show_default=True,
+              help="Linear warmup steps.")
+@click.option("--weight-decay", type=float, default=None,
+              help="AdamW's decoupled weight decay on the weight matrices (--optimizer sgd has none).  "
+                   f"{preset_help('weight_decay')}")
+@click.option("--clip", "grad_clip", type=float, default=TRAIN.grad_clip, show_default=True,
+              help="Max gradient norm (0 = off).")
 @click.option("--epochs", type=float, help="Stop after this many passes over the training text.")
 @click.option("--max-steps", type=int, help="Stop after this many optimizer steps.")
-@click.option("--time-budget", callback=duration, help="Stop after this much wall-clock time of training and evaluation: 90s, 5m, 1.5h (a bare number is seconds). Default 5m when no other limit is given.")
-@click.option("--eval-every", type=int, default=TRAIN.eval_every, show_default=True, help="Steps between validation passes.")
+@click.option("--time-budget", callback=duration,
+              help="Stop after this much wall-clock time of training and evaluation: 90s, 5m, 1.5h (a bare number is "
+                   "seconds). Default 5m when no other limit is given.")
+@click.option("--eval-every", type=int, default=TRAIN.eval_every, show_default=True,
+              help="Steps between validation passes.")
 @click.option("--patience", type=int, help="Stop after this many validation passes without improvement.")
-@click.option("--save-every", type=click.IntRange(min=1), help="Also save the resumable state every N steps (default: at each validation pass).")
+@click.option("--save-every", type=click.IntRange(min=1),
+              help="Also save the resumable state every N steps (default: at each validation pass).")
 @click.option("--seed", type=int, default=TRAIN.seed, show_default=True)
-@click.option("--precision", type=click.Choice(PRECISIONS), default=TRAIN.precision, show_default=True, help="auto uses bf16 autocast where the hardware has fast bf16, and fp16 with loss scaling on GPUs without bf16.")
-@click.option("--compile", is_flag=True, help="torch.compile the training forward pass (first steps are slower while it compiles).")
-@click.option("--deterministic", is_flag=True, help="Bit-reproducible runs and resumes on CPU (slower: no oneDNN RNN kernels).")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=TRAIN.precision, show_default=True,
+              help="auto uses bf16 autocast where the hardware has fast bf16, and fp16 with loss scaling on GPUs "
+                   "without bf16.")
+@click.option("--compile", is_flag=True,
+              help="torch.compile the training forward pass (first steps are slower while it compiles).")
+@click.option("--deterministic", is_flag=True,
+              help="Bit-reproducible runs and resumes on CPU (slower: no oneDNN RNN kernels).")
 @device_option
 def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_split, text_column, level, vocab_size,
           model_type, normalize, cache_dir, no_cache, save_every, device, **options):

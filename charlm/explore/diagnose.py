@@ -71,7 +71,8 @@ def parse_cells(spec: str) -> list[str]:
     cells = [c.strip().lower() for c in spec.split(",") if c.strip()]
     unknown = [c for c in cells if c not in CELLS]
     if unknown or not cells:
-        raise ConfigError(f"--cells {spec!r}: name cells from {', '.join(CELLS)}, comma-separated, e.g. --cells rnn,lstm")
+        raise ConfigError(f"--cells {spec!r}: name cells from {', '.join(CELLS)}, comma-separated, e.g. --cells "
+                          "rnn,lstm")
     return list(dict.fromkeys(cells))
 
 

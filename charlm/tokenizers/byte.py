@@ -9,7 +9,14 @@ import numpy as np
 
 from charlm.errors import TokenizerError
 from charlm.tokenizers.base import Tokenizer
-from charlm.tokenizers.text import ComposingDecoder, Utf8Decoder, check_ids, check_normalize, count_composed, normalize_text
+from charlm.tokenizers.text import (
+    ComposingDecoder,
+    Utf8Decoder,
+    check_ids,
+    check_normalize,
+    count_composed,
+    normalize_text,
+)
 
 
 class ByteTokenizer(Tokenizer):

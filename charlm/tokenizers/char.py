@@ -17,9 +17,19 @@ import numpy as np
 
 from charlm.errors import TokenizerError
 from charlm.tokenizers.base import Tokenizer
-from charlm.tokenizers.text import (N_CODE_POINTS, UNK_DISPLAY, ComposingDecoder, TokenDecoder, check_ids,
-                                    check_normalize, code_points, count_composed, describe_chars, from_code_points,
-                                    normalize_text)
+from charlm.tokenizers.text import (
+    N_CODE_POINTS,
+    UNK_DISPLAY,
+    ComposingDecoder,
+    TokenDecoder,
+    check_ids,
+    check_normalize,
+    code_points,
+    count_composed,
+    describe_chars,
+    from_code_points,
+    normalize_text,
+)
 
 UNK_ID = 0
 MAX_CHAR_VOCAB = 65_536  # more distinct characters than this is almost surely not text

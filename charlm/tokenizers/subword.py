@@ -37,8 +37,17 @@ import sentencepiece as spm
 
 from charlm.errors import TokenizerError
 from charlm.tokenizers.base import Tokenizer
-from charlm.tokenizers.text import (N_CODE_POINTS, UNK_DISPLAY, ComposingDecoder, Utf8Decoder, check_ids,
-                                    check_normalize, code_points, count_composed, normalize_text)
+from charlm.tokenizers.text import (
+    N_CODE_POINTS,
+    UNK_DISPLAY,
+    ComposingDecoder,
+    Utf8Decoder,
+    check_ids,
+    check_normalize,
+    code_points,
+    count_composed,
+    normalize_text,
+)
 
 MODELS = ("unigram", "bpe")  # sentencepiece algorithms
 SPACE = "\u2581"  # "▁", sentencepiece's meta symbol for a space
