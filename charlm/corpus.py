@@ -13,7 +13,7 @@ line break, so memory stays bounded whatever the corpus size and a chunk never
 cuts a line that a tokenizer or Unicode normalisation would read differently
 whole. ``load_text`` joins the chunks into one ``str`` for small texts.
 
-``split_sizes`` / ``split`` cut the text contiguously into train, test and
+``split_sizes`` cuts the text contiguously into train, test and
 validation *characters* before any tokenisation or batching (torch-rnn's order,
 not char-rnn's), so no validation character is ever seen in training.
 """
@@ -289,9 +289,3 @@ def split_sizes(n_chars: int, val_fraction: float = 0.1, test_fraction: float = 
     if n_train < 2:
         raise CorpusError(f"only {n_train} character(s) left for training: lower --val-fraction or use a longer corpus")
     return n_train, n_test, n_val
-
-
-def split(text: str, val_fraction: float = 0.1, test_fraction: float = 0.0) -> tuple[str, str, str]:
-    """Cut text contiguously into (train, val, test); a fraction of 0 gives an empty string for that part."""
-    n_train, n_test, n_val = split_sizes(len(text), val_fraction, test_fraction)
-    return text[:n_train], text[len(text) - n_val:] if n_val else "", text[n_train:n_train + n_test]

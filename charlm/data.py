@@ -18,8 +18,8 @@ parts come back as read-only numpy memmaps; the next run with the same corpus
 and tokenizer reuses them. A smaller corpus is tokenized into a throwaway
 folder and loaded into memory.
 
-``prepare_steps`` yields ``ReadProgress`` reports and returns ``RunData``;
-``prepare`` does the same without reports. Nothing here prints: warnings and
+``prepare_steps`` yields ``ReadProgress`` reports and returns ``RunData``
+(``drain`` runs it without looking at them). Nothing here prints: warnings and
 notes come back as strings for the CLI to show.
 """
 
@@ -77,10 +77,6 @@ class Scan:
     sha256: str
 
 
-def sha256_text(text: str) -> str:
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
-
-
 def drain(steps: Generator):
     """Run a generator of progress reports (ReadProgress, …) to its end and return its value."""
     while True:
@@ -88,11 +84,6 @@ def drain(steps: Generator):
             next(steps)
         except StopIteration as stop:
             return stop.value
-
-
-def prepare(*args, **kwargs) -> RunData:
-    """``prepare_steps`` without progress reports."""
-    return drain(prepare_steps(*args, **kwargs))
 
 
 # ----- the three passes -------------------------------------------------------------------------------------

@@ -12,9 +12,22 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
+from charlm import data  # noqa: E402
 from charlm.cli import cli  # noqa: E402
+from charlm.corpus import split_sizes  # noqa: E402
 from charlm.tokenizers import Tokenizer, TokenizerSpec  # noqa: E402
 from charlm.train import StepReport, Trainer  # noqa: E402
+
+
+def split_text(text: str, val_fraction: float = 0.1, test_fraction: float = 0.0) -> tuple[str, str, str]:
+    """The reference split: (train, val, test) cut from ``text`` by corpus.split_sizes, a whole string at once."""
+    n_train, n_test, n_val = split_sizes(len(text), val_fraction, test_fraction)
+    return text[:n_train], text[len(text) - n_val:] if n_val else "", text[n_train:n_train + n_test]
+
+
+def prepare(*args, **kwargs):
+    """data.prepare_steps run to its end without looking at its progress reports: a run's RunData."""
+    return data.drain(data.prepare_steps(*args, **kwargs))
 
 
 def char_tokenizer(text: str, normalize: str = "none") -> Tokenizer:

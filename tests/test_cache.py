@@ -8,8 +8,9 @@ import textwrap
 import numpy as np
 import pytest
 
-from charlm import data
 from charlm.tokenizers import TokenizerSpec
+
+from conftest import prepare
 
 TEXT = "".join(f"line {i}: the quick brown fox jumps over the lazy dog\n" for i in range(2000))
 
@@ -21,15 +22,15 @@ def text_file(tmp_path):
     return path
 
 
-def prepare(path, cache_dir, **kwargs):
-    return data.prepare(str(path), 0.1, cache_dir=cache_dir, cache_min_bytes=0, **kwargs)
+def prepare_cached(path, cache_dir, **kwargs):
+    return prepare(str(path), 0.1, cache_dir=cache_dir, cache_min_bytes=0, **kwargs)
 
 
 def test_second_run_reuses_the_token_files(text_file, tmp_path):
-    first = prepare(text_file, tmp_path / "cache")
+    first = prepare_cached(text_file, tmp_path / "cache")
     assert any("tokenized" in note for note in first.notes)
     assert isinstance(first.train_ids, np.memmap) and first.train_ids.dtype == np.uint8
-    again = prepare(text_file, tmp_path / "cache")
+    again = prepare_cached(text_file, tmp_path / "cache")
     assert any("reusing token cache" in note for note in again.notes)
     assert np.array_equal(again.train_ids, first.train_ids) and np.array_equal(again.val_ids, first.val_ids)
     assert again.corpus_info == first.corpus_info and again.val_chars == first.val_chars
@@ -39,36 +40,36 @@ def test_second_run_reuses_the_token_files(text_file, tmp_path):
 
 def test_a_changed_corpus_or_tokenizer_builds_new_files(text_file, tmp_path):
     cache = tmp_path / "cache"
-    base = prepare(text_file, cache)
+    base = prepare_cached(text_file, cache)
     text_file.write_text(TEXT.replace("lazy", "busy"), encoding="utf-8")
-    changed = prepare(text_file, cache)
+    changed = prepare_cached(text_file, cache)
     assert any("tokenized" in note for note in changed.notes)
     assert changed.corpus_info["token_cache"] != base.corpus_info["token_cache"]
-    as_bytes = prepare(text_file, cache, spec=TokenizerSpec(level="byte"))
+    as_bytes = prepare_cached(text_file, cache, spec=TokenizerSpec(level="byte"))
     folders = {run.corpus_info["token_cache"] for run in (base, changed, as_bytes)}
     assert len(folders) == 3 and len(list(cache.glob("tokens-*"))) == 3
 
 
 def test_damaged_token_files_are_rebuilt(text_file, tmp_path):
-    run = prepare(text_file, tmp_path / "cache")
+    run = prepare_cached(text_file, tmp_path / "cache")
     folder = tmp_path / "cache" / run.corpus_info["token_cache"].rsplit("/", 1)[1]
     with open(folder / "train.bin", "r+b") as f:
         f.truncate(10)
-    again = prepare(text_file, tmp_path / "cache")
+    again = prepare_cached(text_file, tmp_path / "cache")
     assert any("tokenized" in note for note in again.notes)
     assert np.array_equal(again.train_ids, run.tokenizer.encode(TEXT[:len(run.train_ids)]))
 
 
 def test_fitted_subword_model_is_reused(text_file, tmp_path):
     spec = TokenizerSpec(level="subword", vocab_size=400)
-    first = prepare(text_file, tmp_path / "cache", spec=spec)
-    again = prepare(text_file, tmp_path / "cache", spec=spec)
+    first = prepare_cached(text_file, tmp_path / "cache", spec=spec)
+    again = prepare_cached(text_file, tmp_path / "cache", spec=spec)
     assert any("reusing the subword tokenizer" in note for note in again.notes)
     assert again.tokenizer.fingerprint() == first.tokenizer.fingerprint()
 
 
 def test_small_corpora_stay_in_memory(text_file, tmp_path):
-    run = data.prepare(str(text_file), 0.1, cache_dir=tmp_path / "cache")  # default threshold: 32 MB
+    run = prepare(str(text_file), 0.1, cache_dir=tmp_path / "cache")  # default threshold: 32 MB
     assert not isinstance(run.train_ids, np.memmap) and run.corpus_info["token_cache"] is None
     assert not (tmp_path / "cache").exists()
 
@@ -97,7 +98,7 @@ RSS_SCRIPT = textwrap.dedent("""
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     baseline = peak_mb()
-    run = data.prepare(sys.argv[1], 0.01, cache_dir=sys.argv[2], cache_min_bytes=0)
+    run = data.drain(data.prepare_steps(sys.argv[1], 0.01, cache_dir=sys.argv[2], cache_min_bytes=0))
     for offset in (0, 1_000_003, 77_777_777):  # three epochs' starting windows, as training reads them
         batches = TBPTTBatches(run.train_ids, batch_size=32, seq_len=128, offset=offset)
         for i in range(100):

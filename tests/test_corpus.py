@@ -7,6 +7,8 @@ import pytest
 from charlm import corpus
 from charlm.errors import CorpusError
 
+from conftest import split_text
+
 
 def test_shipped_corpora_by_name():
     names = corpus.shipped_corpora()
@@ -60,10 +62,10 @@ def test_missing_path_and_empty_folder(tmp_path):
 
 def test_split_is_contiguous_with_validation_last():
     text = "".join(chr(65 + i % 26) for i in range(1000))
-    train, val, test = corpus.split(text, 0.1, 0.05)
+    train, val, test = split_text(text, 0.1, 0.05)
     assert (len(train), len(test), len(val)) == (850, 50, 100)
     assert train + test + val == text
-    assert corpus.split(text, 0.0) == (text, "", "")
+    assert split_text(text, 0.0) == (text, "", "")
 
 
 # ----- several inputs, globs and chunked reading ------------------------------------------------------------
@@ -121,8 +123,11 @@ def test_errors_found_late_in_a_file_give_the_right_offset(tmp_path):
         list(corpus.stream(str(path), chunk_bytes=100))
 
 
-def test_split_sizes_match_split():
+def test_split_sizes_cut_train_then_test_then_val():
     assert corpus.split_sizes(1000, 0.1, 0.05) == (850, 50, 100)
+    text = "".join(chr(0x41 + i % 26) for i in range(997))
+    n_train, n_test, n_val = corpus.split_sizes(len(text), 0.1, 0.05)
+    assert (n_train, n_test, n_val) == (849, 49, 99) and n_train + n_test + n_val == len(text)  # every character once
     with pytest.raises(CorpusError, match="--val-fraction"):
         corpus.split_sizes(2, 0.5)
     with pytest.raises(CorpusError, match="has 1 character.*pass a longer corpus"):  # no validation part to shrink

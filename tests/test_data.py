@@ -1,5 +1,6 @@
 """The data pipeline against an independent reference: split the whole text, then tokenize each part at once."""
 
+import hashlib
 import json
 import unicodedata
 
@@ -9,7 +10,7 @@ from charlm import corpus, data
 from charlm.errors import CorpusError
 from charlm.tokenizers import TokenizerSpec
 
-from conftest import char_tokenizer
+from conftest import char_tokenizer, prepare, split_text
 
 TEXT = "".join(f"Line {i}: the cat sat on mat {i % 7}. 한국어 {'▁' if i % 11 == 0 else ''}\n\n"
                for i in range(300))
@@ -30,9 +31,13 @@ def text_file(tmp_path):
     return path
 
 
+def sha256(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def test_char_level_matches_tokenizing_each_part_at_once(text_file, small_chunks):
-    run = data.prepare(str(text_file), val_fraction=0.1, test_fraction=0.05)
-    train, val, test = corpus.split(TEXT, 0.1, 0.05)
+    run = prepare(str(text_file), val_fraction=0.1, test_fraction=0.05)
+    train, val, test = split_text(TEXT, 0.1, 0.05)
     reference = char_tokenizer(train)
     assert run.tokenizer.chars == reference.chars
     assert run.train_ids.tolist() == reference.encode(train).tolist()
@@ -40,8 +45,8 @@ def test_char_level_matches_tokenizing_each_part_at_once(text_file, small_chunks
     assert run.test_ids.tolist() == reference.encode(test, unknown="unk").tolist()
     assert run.val_chars == len(val) - 1 and run.train_chars == len(train) - 1
     info = run.corpus_info
-    assert info["train_sha256"] == data.sha256_text(train) and info["val_sha256"] == data.sha256_text(val)
-    assert info["sha256"] == data.sha256_text(TEXT) and info["characters"] == len(TEXT)
+    assert info["train_sha256"] == sha256(train) and info["val_sha256"] == sha256(val)
+    assert info["sha256"] == sha256(TEXT) and info["characters"] == len(TEXT)
     sizes = (info["train_characters"], info["test_characters"], info["val_characters"])
     assert sizes == (len(train), len(test), len(val))
 
@@ -49,8 +54,8 @@ def test_char_level_matches_tokenizing_each_part_at_once(text_file, small_chunks
 @pytest.mark.parametrize("spec", [TokenizerSpec("byte"), TokenizerSpec("subword", vocab_size=400),
                                   TokenizerSpec("subword", vocab_size=400, model_type="bpe")])
 def test_every_level_holds_out_the_same_text(text_file, small_chunks, spec):
-    run = data.prepare(str(text_file), val_fraction=0.1, spec=spec)
-    train, val, _ = corpus.split(TEXT, 0.1)
+    run = prepare(str(text_file), val_fraction=0.1, spec=spec)
+    train, val, _ = split_text(TEXT, 0.1)
     tok = run.tokenizer
     assert tok.kind == spec.level
     assert tok.decode(run.train_ids) == train and tok.decode(run.val_ids) == val
@@ -60,8 +65,8 @@ def test_every_level_holds_out_the_same_text(text_file, small_chunks, spec):
 def test_normalised_levels_split_the_text_as_read(text_file):
     composed = unicodedata.normalize("NFC", "가각 " * 500)
     text_file.write_text(composed, encoding="utf-8")
-    run = data.prepare(str(text_file), val_fraction=0.1, spec=TokenizerSpec(normalize="nfd"))
-    train, val, _ = corpus.split(composed, 0.1)
+    run = prepare(str(text_file), val_fraction=0.1, spec=TokenizerSpec(normalize="nfd"))
+    train, val, _ = split_text(composed, 0.1)
     assert run.tokenizer.vocab_size == 5  # <unk>, space, ᄀ, ᅡ, ᆨ
     assert run.tokenizer.decode(run.train_ids) == train and run.tokenizer.decode(run.val_ids) == val
     assert run.val_chars == len(val) - 1  # characters of the text as read, not of its jamo
@@ -71,7 +76,7 @@ def test_normalised_levels_split_the_text_as_read(text_file):
 def test_separate_validation_file_and_unseen_characters(text_file, tmp_path):
     val_file = tmp_path / "val.txt"
     val_file.write_text("the cat sat on a zebra ☃\n", encoding="utf-8")
-    run = data.prepare(str(text_file), val_fraction=0.1, val_source=str(val_file))
+    run = prepare(str(text_file), val_fraction=0.1, val_source=str(val_file))
     assert run.tokenizer.chars == char_tokenizer(TEXT).chars  # all of the corpus trains
     assert len(run.train_ids) == len(TEXT) and run.corpus_info["val_source"] == str(val_file)
     assert len(run.warnings) == 1 and "'z' (U+007A)" in run.warnings[0] and "☃" in run.warnings[0]
@@ -81,12 +86,12 @@ def test_separate_validation_file_and_unseen_characters(text_file, tmp_path):
 def test_too_short_for_validation_warns(tmp_path):
     path = tmp_path / "short.txt"
     path.write_text("hihello", encoding="utf-8")
-    run = data.prepare(str(path), val_fraction=0.1)
+    run = prepare(str(path), val_fraction=0.1)
     assert run.val_ids is None and "validation split is empty" in run.warnings[0]
 
 
 def test_recorded_split_comes_back_and_changes_are_caught(text_file):
-    run = data.prepare(str(text_file), val_fraction=0.1, test_fraction=0.1)
+    run = prepare(str(text_file), val_fraction=0.1, test_fraction=0.1)
     train_config = {"val_fraction": 0.1, "test_fraction": 0.1}
     for split_name, ids, chars in (("val", run.val_ids, run.val_chars), ("test", run.test_ids, run.test_chars)):
         again, n_chars = data.drain(data.recorded_split_steps(run.corpus_info, train_config, split_name, run.tokenizer))

@@ -13,7 +13,7 @@ from charlm.errors import TokenizerError
 from charlm.tokenizers import tokenizer_from_dict
 from charlm.tokenizers.subword import MAX_SENTENCE_CHARS, SPACE, SubwordFitter
 
-from conftest import subword_tokenizer
+from conftest import prepare, subword_tokenizer
 
 TRAIN = corpus.load_text("kolaw_constitution").text + "The cat sat on the mat.\tTabs\tand  double  spaces.\n" * 50
 TRICKY = ["", " ", "  lead and trail  ", "a\tb\t\tc", "\n\n\nblank\n\n", "literal ▁ and ▁▁ and ▁x▁",
@@ -88,10 +88,9 @@ def test_serialisation_is_one_json_object_with_its_settings(unigram):
 def test_vocabulary_too_large_for_a_small_corpus_is_soft_and_said(tmp_path):
     tok = subword_tokenizer(corpus.load_text("kolaw_constitution").text, vocab_size=8000)
     assert 259 < tok.vocab_size < 8000  # fewer pieces instead of an error
-    from charlm import data
     from charlm.tokenizers import TokenizerSpec
 
-    run = data.prepare("kolaw_constitution", 0.1, spec=TokenizerSpec(level="subword", vocab_size=8000), cache_dir=None)
+    run = prepare("kolaw_constitution", 0.1, spec=TokenizerSpec(level="subword", vocab_size=8000), cache_dir=None)
     assert f"the training text gave {run.tokenizer.vocab_size:,} subword pieces, fewer than the --vocab-size 8,000" \
         in " ".join(run.notes)
 
