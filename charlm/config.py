@@ -182,7 +182,7 @@ class TrainConfig:
     seed: int = 1337
     precision: str = "auto"  # bf16 autocast where it is fast, fp16 with loss scaling on older GPUs, else fp32
     compile: bool = False  # torch.compile the training forward pass
-    deterministic: bool = False  # bit-reproducible runs (and resumes) on CPU, 30-40% slower (no oneDNN RNN kernels)
+    deterministic: bool = False  # bit-reproducible runs (and resumes) on CPU, slower (no oneDNN RNN kernels)
     val_fraction: float = 0.1  # last fraction of the text held out (nanoGPT's split)
     test_fraction: float = 0.0  # a further fraction before validation, never trained on
 

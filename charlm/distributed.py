@@ -147,11 +147,10 @@ def end_process(code: int) -> None:
     """In a process that joined a process group, exit now with ``code``, skipping C++'s teardown; else return.
 
     Once DistributedDataParallel has been built, gloo's worker threads outlive
-    ``destroy_process_group`` (torch 2.13) and still run when the process exits.
-    On a loaded 2-core machine 6 exits in about 200 then aborted inside C++'s
-    teardown, after Python had finished ("terminate called without an active
-    exception", SIGABRT), and torchrun reported a finished run as failed
-    (docs/performance.md). By the time a command returns every file is written,
+    ``destroy_process_group`` (torch 2.13) and still run when the process exits;
+    on a loaded machine some exits then abort inside C++'s teardown, after Python
+    has finished ("terminate called without an active exception", SIGABRT), and
+    torchrun reports a finished run as failed. By the time a command returns every file is written,
     so run Python's exit handlers, flush, and leave without that teardown.
     """
     if not _joined_group:

@@ -26,9 +26,7 @@ from charlm.model import RNNLM, detach_state
 from charlm.runtime import autocast
 
 # Dynamic evaluation: tokens scored between two updates, and the default Adam learning rate as a fraction of the
-# cell's default peak training rate (a tenth: 3e-4 for the GRU, 1e-3 for the LSTM). Measured on tinyshakespeare
-# with 300 s models (docs/performance.md): segments of 32 and 64 tokens tie, 128 is worse; a tenth of the
-# training rate was the best rate measured for every model (both cells, and a Korean corpus not used to choose).
+# cell's default peak training rate, both chosen by measurement (docs/performance.md, "Dynamic evaluation").
 DYNAMIC_SEGMENT = 64
 DYNAMIC_LR_FRACTION = 0.1
 
@@ -152,8 +150,7 @@ def evaluate_dynamic(
     not have). The update is Adam without momentum: a gradient step divided by the RMS of recent gradients,
     like Krause et al.'s RMS rule, but with the statistics gathered from the text being read and without
     their decay back to the trained weights. It runs on a copy of the model (``model`` is left as it was),
-    dropout off, in float32: at one stream the products are small, and bf16 autocast made this pass 1.6-1.9x
-    slower on CPU for the same loss (docs/performance.md).
+    dropout off, in float32: at one stream the products are small, and bf16 autocast only adds casts to them.
 
     Yields EvalProgress every ``report_every`` segments and at the end; returns the EvalResult.
     """

@@ -23,9 +23,8 @@ same function with the backward pass of the course notes (BPTT) done by hand:
 
 Each backward step needs one small product (the carry); the weight gradients
 and the input gradient are three large products over the whole window, which
-run several times faster per FLOP than 2 × T small ones. On the development
-machine this makes the default 2×256 GRU's training step about 1.2× faster
-than nn.GRU's under bf16 autocast (docs/performance.md, bench/throughput.py).
+run faster per FLOP than 2 × T small ones, so the layer trains faster than
+nn.GRU's per-step autograd on CPU (bench/throughput.py compares the two).
 
 W_ih^T and W_hh^T are the course's W_x and W_h (torch stores weights as out × in).
 z' is torch's update gate, the share of the *old* state; the course's z, the

@@ -17,7 +17,7 @@ Dropout acts on each layer's output (on its way to the next layer, and on the
 top layer's on its way to the decoder). "locked" dropout (Gal & Ghahramani
 2016; Merity et al. 2018) draws one mask per sequence and keeps it for every
 time step of the window; "standard" draws a fresh mask per time step, as torch's
-stacked modules do. docs/performance.md measures both. Weight drop (DropConnect
+stacked modules do. Weight drop (DropConnect
 on the recurrent weights W_h, Wan et al. 2013; Merity et al. 2018's AWD-LSTM)
 zeroes a share of W_h's entries, one mask per training step shared by every
 stream and time step, so the recurrence itself cannot rely on any one
@@ -49,10 +49,9 @@ _CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_
 class StandardDropout(nn.Dropout):
     """nn.Dropout whose mask comes from ``torch.rand`` on CPU: x (…) → (…), same distribution.
 
-    torch's CPU dropout draws its mask with ``bernoulli_``, which took 3 ms for
-    a 32 × 64 × 256 batch on the development machine, against 1 ms for as many
-    uniforms: with two dropouts per step that was a tenth of the LSTM's training
-    step (docs/performance.md). On other devices this is nn.Dropout itself.
+    torch's CPU dropout draws its mask with ``bernoulli_``, several times slower
+    than drawing as many uniforms, and a step applies dropout twice per layer
+    stack, so the cheaper draw matters. On other devices this is nn.Dropout itself.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -162,7 +161,7 @@ class RNNLM(nn.Module):
         The same function as ``forward(ids[:, None], state)`` in eval mode (no dropout),
         computed one layer at a time with torch's single-step cell kernels (or the
         reference cells, with impl "reference"). For one token at a time the kernels
-        are several times faster on CPU than the fused module, whose oneDNN path
+        are faster on CPU than the fused module, whose oneDNN path
         reorders its weights on every call.
         """
         x = self.embed(ids)  # (B, E)

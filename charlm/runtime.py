@@ -48,7 +48,7 @@ def cpu_bf16_is_faster(min_speedup: float = 1.25, repeats: int = 7) -> bool:
     """Time bf16 and float32 matrix products (about 0.1 s) and say whether bf16 wins clearly.
 
     CPU flags are not enough: on some machines that report AVX512-BF16, bf16
-    matrix products run at half the float32 speed (docs/performance.md). The two
+    matrix products run slower than float32 ones. The two
     are timed in alternation and the fastest of each is compared, so a busy
     machine slows both rather than tipping the choice.
     """
@@ -103,8 +103,7 @@ def reproducible_kernels(enabled: bool):
     torch's fused oneDNN RNN kernels, multi-threaded, give slightly different
     gradients in two processes given the same inputs, so two identical runs (or a
     run and its resume) drift apart in the last bits. With oneDNN off the plain ATen
-    kernels are bit-reproducible on CPU, at about 30% lower training throughput
-    (docs/performance.md).
+    kernels are bit-reproducible on CPU, at a lower training throughput.
     """
     previous = torch.backends.mkldnn.enabled
     if enabled:
@@ -160,10 +159,8 @@ def fit_threads_to_free_cpus(work: str, most: int | None = None) -> str | None:
 
     torch starts one thread per core. When other processes keep some of those
     cores busy, a thread that waits for one stalls every parallel operation of
-    the step: on the 2-core development machine, with another process using one
-    core, training ran 2.6x faster with one thread than with two (and up to 45x
-    with both cores taken). An explicit OMP_NUM_THREADS is left alone
-    (docs/performance.md).
+    the step, so fewer threads than cores run faster then. An explicit
+    OMP_NUM_THREADS is left alone.
     """
     threads = torch.get_num_threads()
     most = threads if most is None else most
@@ -225,9 +222,8 @@ def tune_allocator() -> None:
     """Stop glibc from returning large activation buffers to the OS after every step.
 
     Above glibc's mmap threshold each step maps, faults and zeroes fresh pages;
-    raising the mmap and trim thresholds keeps them in the heap. On the 2-core
-    benchmark machine this doubled LSTM training throughput at batch 64 x seq 128
-    (docs/performance.md). A no-op where glibc is not the allocator.
+    raising the mmap and trim thresholds keeps them in the heap, which saves that
+    work on every step. A no-op where glibc is not the allocator.
     """
     libc_name = ctypes.util.find_library("c")
     if not libc_name or os.name != "posix":

@@ -6,7 +6,7 @@ token, no re-encoding of the context).
 
 A prompt goes through the model's fused forward (fast for long sequences);
 single tokens go through ``RNNLM.step``, torch's one-step cell kernels, which
-avoid the fused oneDNN LSTM's weight reorder on every call (docs/performance.md).
+avoid the fused oneDNN LSTM's weight reorder on every call.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ def sample_ids(probs: torch.Tensor, generator: torch.Generator | None = None) ->
 
     Inverse-CDF sampling: the first token whose cumulative probability reaches a
     uniform number u in (0, total]. It samples from the same distribution as
-    ``torch.multinomial`` at a fraction of its cost for one row
-    (docs/performance.md). Taking u in (0, total] rather than [0, 1) keeps both
+    ``torch.multinomial``, without its set-up cost, which dominates for one row.
+    Taking u in (0, total] rather than [0, 1) keeps both
     ends safe: u > 0 never picks a leading token of probability 0, and u ≤ the
     row's own total (rounding included) never picks past the last token.
     """

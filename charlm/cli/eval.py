@@ -198,7 +198,7 @@ def _print_comparison(rows: list[dict], dynamic: bool) -> None:
     from charlm.cli import console
 
     same_text = len({(r["text"], r["text_sha256"]) for r in rows}) == 1  # else no best: different texts
-    ranked = "static_bpc" if dynamic else "bpc"  # models compare by their static figure (docs/performance.md)
+    ranked = "static_bpc" if dynamic else "bpc"  # a weaker model gains more from adapting: rank the static figure
     # a model that met characters it never saw did not make the same predictions as the others: not ranked
     comparable = [r for r in rows if not r["unknown_characters"]]
     best = min(r[ranked] for r in comparable) if same_text and comparable else None

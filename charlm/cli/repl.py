@@ -333,11 +333,9 @@ def choose_mode(mode: str = "auto") -> str:
 def step_threads(device) -> None:
     """One CPU thread for one-token steps.
 
-    A 2×256 LSTM step is a few small matrix-vector products, too small to gain
-    from more threads; and on a busy machine the threads wait for each other.
-    bench/repl_latency.py on 2 cores: 0.44 ms median per keystroke with either
-    setting when idle; 0.54 ms with one thread and 21 ms with two while other
-    jobs kept both cores busy.
+    A step of a small model is a few matrix-vector products, too small to gain
+    from more threads; and on a busy machine the threads wait for each other
+    (bench/repl_latency.py measures both).
     """
     import torch
 
