@@ -499,3 +499,53 @@ def test_interrupted_run_resumes_to_the_same_weights(invoke, tmp_path, tiny_corp
     assert a.keys() == b.keys()
     for name in a:
         assert (a[name] == b[name]).all(), name  # bit-identical on CPU
+
+
+def test_a_log_gets_one_complete_line_per_evaluation(invoke, tiny_corpus, tmp_path):
+    """stderr redirected to a file: no bar, and after each evaluation a line with the step, epoch, train and
+    validation loss, bpc, tokens/s, elapsed time and ETA."""
+    result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--max-steps", "40", *TINY_MODEL_ARGS)
+    assert result.exit_code == 0, result.output
+    lines = [line for line in result.stderr.splitlines() if line.startswith("step ")]
+    assert [line.split()[1] for line in lines] == ["20", "40"]  # --eval-every 20
+    for word in ("epoch", "train", "val", "ppl", "bpc", "tok/s", "elapsed", "ETA"):
+        assert all(f" {word} " in line for line in lines), word
+    assert "train 100%" not in result.stderr and "━" not in result.stderr  # no bar drawn into the log
+
+
+def test_a_killed_run_leaves_a_log_that_says_how_far_it_got(corpus, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    log = tmp_path / "train.log"
+    with open(log, "w") as err:
+        process = subprocess.Popen([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(tmp_path / "run"),
+                                    "--max-steps", "100000", *TINY_MODEL_ARGS], stderr=err, stdout=subprocess.DEVNULL)
+        try:
+            deadline = time.monotonic() + 120
+            while "step 40 " not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
+                time.sleep(0.2)
+        finally:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+    text = log.read_text()
+    assert "step 20 " in text and "step 40 " in text and text.endswith("\n")
+
+
+def test_eval_says_how_many_characters_each_model_never_saw(invoke, trained_run, tmp_path):
+    """Side by side on one text, a char model that scored characters as <unk> is marked and not ranked."""
+    text = tmp_path / "t.txt"
+    text.write_text("the cat sat on the mat. THE END!\n" * 20, encoding="utf-8")  # 'T', 'H', … never seen
+    byte_run = tmp_path / "bytes"
+    assert invoke("train", trained_run.parent / "tiny.txt", "--level", "byte", "--out", byte_run, "--max-steps", "2",
+                  *TINY_MODEL_ARGS).exit_code == 0
+    rows = json.loads(invoke("eval", trained_run, byte_run, "--text", text, "--unknown", "unk", "--json").stdout)
+    unseen = sum(ch in "THEND!" for ch in text.read_text())
+    assert rows[0]["unknown_characters"] == unseen and rows[0]["unknown_share"] == pytest.approx(unseen / 660)
+    assert rows[1]["unknown_characters"] == 0
+    table = invoke("eval", trained_run, byte_run, "--text", text, "--unknown", "unk").stdout
+    assert f"{unseen} ({unseen / 660:.1%}) †" in table and "its figures do not compare" in table
+    best = [line for line in table.splitlines() if line.startswith("│") and " * " in line]
+    assert len(best) == 1 and str(byte_run) in best[0]  # only the model that read everything is ranked

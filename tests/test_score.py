@@ -304,3 +304,22 @@ def test_unwritable_html_folder_is_refused_before_scoring(invoke, fixed_run, tmp
 def test_help_ends_with_examples(invoke):
     result = invoke("score", "--help")
     assert result.exit_code == 0 and "Examples:" in result.stdout and "charlm score checkpoints/" in result.stdout
+
+
+@pytest.mark.parametrize("terminal", [dict(no_color=True), dict(color_system=None)], ids=["NO_COLOR", "dumb"])
+def test_a_terminal_without_colour_gets_the_bar_line(invoke, fixed_run, monkeypatch, terminal):
+    """On a terminal that shows no colour (NO_COLOR set, or TERM=dumb), the heatmap is the text with a line of
+    level glyphs under it, as in a pipe: never the text alone with its colours stripped."""
+    import io
+
+    from rich.console import Console
+
+    from charlm.cli import console
+
+    screen = io.StringIO()
+    monkeypatch.setattr(console, "out", Console(file=screen, force_terminal=True, width=100, **terminal))
+    result = invoke("score", fixed_run, "--text", "abc cab.\n")
+    assert result.exit_code == 0, result.output
+    shown = screen.getvalue()
+    assert "abc cab.⏎\n ▆▅▄▅▃▆▁▅" in shown and "▁ 0 bits … █ 8+ bits" in shown
+    assert "\x1b[48;2" not in shown  # no background colours
