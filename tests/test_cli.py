@@ -521,8 +521,9 @@ def test_a_killed_run_leaves_a_log_that_says_how_far_it_got(corpus, tmp_path):
 
     log = tmp_path / "train.log"
     with open(log, "w") as err:
-        process = subprocess.Popen([sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(tmp_path / "run"),
-                                    "--max-steps", "100000", *TINY_MODEL_ARGS], stderr=err, stdout=subprocess.DEVNULL)
+        command = [sys.executable, "-m", "charlm", "train", str(corpus), "--out", str(tmp_path / "run"),
+                   "--max-steps", "100000", *TINY_MODEL_ARGS]
+        process = subprocess.Popen(command, stderr=err, stdout=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 120
             while "step 40 " not in log.read_text() and time.monotonic() < deadline and process.poll() is None:
