@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 import errno
 import hashlib
+import importlib.resources
 import json
 import os
 import re
@@ -214,14 +216,41 @@ class Checkpoint:
     run_dir: Path
 
 
-PRETRAINED = "shakespeare-lstm"
+PRETRAINED = "shakespeare-lstm"  # what sample, repl, score and inspect use without a run folder
+
+
+def shipped_runs() -> dict[str, Path]:
+    """The models shipped with charlm (checkpoints/ in the repository), by name."""
+    root = Path(str(importlib.resources.files("charlm.checkpoints")))
+    return {p.name: p for p in sorted(root.iterdir()) if (p / CONFIG_FILE).is_file()}
 
 
 def pretrained_dir() -> Path:
-    """The small pretrained model shipped with charlm (checkpoints/shakespeare-lstm in the repository)."""
-    import importlib.resources
-
+    """The model commands use when given no run folder."""
     return Path(str(importlib.resources.files("charlm.checkpoints") / PRETRAINED))
+
+
+def find_run(path: Path | str | None) -> Path:
+    """The run folder ``path`` names: the path itself when it exists, else a shipped model of that name;
+    None is the default shipped model. A name that is neither is a CheckpointError that suggests the
+    closest run folder beside it, or the shipped models."""
+    if path is None:
+        return pretrained_dir()
+    path = Path(path)
+    if path.exists():
+        return path
+    shipped = shipped_runs()
+    if path.name in shipped and len(path.parts) <= 2:  # 'base' or 'checkpoints/base' from another folder
+        return shipped[path.name]
+    parent = path.parent
+    beside = [p.name for p in parent.iterdir() if is_run_dir(p)] if parent.is_dir() else []
+    close = difflib.get_close_matches(path.name, beside, n=1, cutoff=0.6)
+    if close:
+        hint = f"did you mean {parent / close[0]}?"
+    else:
+        hint = f"the shipped models are {', '.join(shipped)} (pass the name alone)" if shipped else ""
+    raise CheckpointError(f"checkpoint {path} does not exist: pass a run folder made by 'charlm train'"
+                          + (f"; {hint}" if hint else ""))
 
 
 def is_run_dir(path: Path) -> bool:
@@ -387,7 +416,7 @@ def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights
     runs the model with that implementation instead of the one it was trained with: the weights are the
     same either way (charlm.cells), which is how ``sample/eval/repl --impl`` cross over.
     """
-    run_dir = Path(run_dir) if run_dir is not None else pretrained_dir()
+    run_dir = find_run(run_dir)
     info = read_config(run_dir)
     try:
         model_config = ModelConfig.from_dict(info["model"])

@@ -161,3 +161,14 @@ def test_an_interrupted_format_1_run_resumes(invoke, tiny_corpus, tmp_path, monk
     result = invoke("train", "--resume", str(run))
     assert result.exit_code == 0, result.output  # the optimizer moments fit the renamed weights
     assert checkpoint.load(run, weights=checkpoint.LAST_FILE).weights["step"] == 40
+
+
+def test_a_missing_run_names_the_closest_one_and_shipped_models_load_by_name(fails, ok, trained_run, tmp_path,
+                                                                             monkeypatch):
+    typo = trained_run.parent / "rnu"
+    fails("sample", typo, message=f"checkpoint {typo} does not exist: pass a run folder made by 'charlm train'; "
+                                  f"did you mean {trained_run}?")
+    fails("eval", tmp_path / "nothing-like-it", message="the shipped models are shakespeare-lstm")
+    monkeypatch.chdir(tmp_path)  # a folder without checkpoints/: the shipped model is still found by its name
+    assert ok("sample", "shakespeare-lstm", "-p", "KING", "-n", "5", "--seed", "1").stdout.startswith("KING")
+    assert checkpoint.find_run("checkpoints/shakespeare-lstm") == checkpoint.pretrained_dir()

@@ -28,10 +28,9 @@ DYNAMIC_WORSE_MARGIN = 0.01
 @click.command(name="eval", epilog="""\b
 Examples:
   charlm eval checkpoints/shakespeare-lstm
-  charlm eval checkpoints/shakespeare-lstm --text corpora/shakespeare.txt --json
+  charlm eval checkpoints/shakespeare-lstm --text corpora/shakespeare.txt --unknown unk --json
   charlm eval checkpoints/shakespeare-lstm --impl reference        # the same loss from the textbook cells
   charlm eval checkpoints/shakespeare-lstm --dynamic               # the model keeps learning as it reads
-  charlm eval runs/char runs/jamo runs/subword                     # side by side, by bits per character
 """)
 @click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--text", "text_source", metavar="FILE",

@@ -76,9 +76,9 @@ def _shown(text: str, limit: int) -> int:
 
 @click.command(epilog="""\b
 Examples:
-  charlm score checkpoints/shakespeare --text "ROMEO: But soft, what light through yonder window breaks?"
-  charlm score checkpoints/shakespeare my_poem.txt --html poem.html
-  charlm score checkpoints/shakespeare --context "JULIET:" --text "O Romeo, Romeo" --json
+  charlm score checkpoints/shakespeare-lstm --text "ROMEO: But soft, what light through yonder window breaks?"
+  charlm score checkpoints/shakespeare-lstm corpora/hihello.txt --html score.html
+  charlm score checkpoints/shakespeare-lstm --context "JULIET:" --text "O Romeo, Romeo" --json
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
 @click.argument("file", required=False, type=click.Path(path_type=Path))
@@ -190,8 +190,8 @@ COMMANDS.append(score)
 
 @click.command(epilog="""\b
 Examples:
-  charlm inspect checkpoints/shakespeare speech.txt --html units.html
-  charlm inspect checkpoints/shakespeare speech.txt --feature line_position --top 3
+  charlm inspect checkpoints/shakespeare-lstm --text "ROMEO: (aside) But soft! What light?" --html units.html
+  charlm inspect checkpoints/shakespeare-lstm corpora/shakespeare.txt --max-chars 1000 --feature line_position --top 3
   charlm inspect checkpoints/shakespeare-lstm --text "ROMEO: Ay me! sad hours seem long." --units 1:42,7 --state c
 """)
 @click.argument("checkpoint", type=click.Path(path_type=Path))
@@ -317,7 +317,6 @@ Examples:
   charlm report checkpoints/shakespeare-lstm
   charlm report checkpoints/shakespeare-lstm --png curves.png
   charlm report checkpoints/shakespeare-lstm --json
-  charlm report runs/char runs/jamo runs/subword --no-chart       # side by side, curves overlaid
 """)
 @click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--png", "png_out", type=click.Path(path_type=Path),

@@ -54,7 +54,6 @@ Examples:
   charlm train hihello --cell rnn --embed 0 --hidden 8 --layers 1 --batch-size 1 --seq-len 6 --val-fraction 0 \\
       --max-steps 150 --lr 0.05 --warmup 0 --dropout 0 --out checkpoints/hihello
   charlm train shakespeare --time-budget 60s --out checkpoints/quickstart
-  charlm train --resume checkpoints/quickstart
   charlm train korean_bills --level subword --vocab-size 4000 --time-budget 2m --out runs/subword
   charlm train korean_bills --normalize nfd --time-budget 2m --out runs/jamo     # Hangul as jamo
   charlm train corpora/ --glob 'kolaw*.txt' --cell gru --layers 1 --hidden 128 --epochs 2 --out runs/folder
