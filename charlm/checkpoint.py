@@ -214,6 +214,7 @@ class Checkpoint:
     info: dict  # the whole config.json
     weights: dict  # model.safetensors metadata: step, val_loss, …
     run_dir: Path
+    weights_sha256: str = ""  # of the weights loaded, as their file's header records (and load checked)
 
 
 PRETRAINED = "shakespeare-lstm"  # what sample, repl, score and inspect use without a run folder
@@ -289,8 +290,9 @@ def clear_old_run(out: Path) -> None:
 
 
 def create_run(run_dir: Path, tokenizer: Tokenizer, model_config: ModelConfig, train_config: TrainConfig,
-               corpus: dict, command: str) -> dict:
-    """Write config.json and tokenizer.json for a new run; returns the config dict."""
+               corpus: dict, command: str, parent: dict | None = None) -> dict:
+    """Write config.json and tokenizer.json for a new run; returns the config dict. ``parent`` is the lineage
+    of the run it starts from (transfer.Parent.lineage), recorded as config.json's "parent"."""
     run_dir = Path(run_dir)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -309,6 +311,8 @@ def create_run(run_dir: Path, tokenizer: Tokenizer, model_config: ModelConfig, t
                       "sha256": tokenizer.fingerprint()},
         "train": train_config.to_dict(),
     }
+    if parent is not None:
+        info["parent"] = parent
     write_json(run_dir / TOKENIZER_FILE, tokenizer.to_dict())
     write_json(run_dir / CONFIG_FILE, info)
     return info
@@ -435,7 +439,8 @@ def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights
     _load_weights(model, tensors, path)
     summary = json.loads(metadata.get("summary",
                                       "{}")) if weights == MODEL_FILE else json.loads(metadata.get("progress", "{}"))
-    return Checkpoint(model.to(device), tokenizer, model_config, train_config, info, summary, run_dir)
+    return Checkpoint(model.to(device), tokenizer, model_config, train_config, info, summary, run_dir,
+                      metadata["weights_sha256"])
 
 
 def _verify_hash(path: Path, metadata: dict, tensors: dict) -> None:

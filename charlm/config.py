@@ -67,6 +67,22 @@ BUDGET_PRESETS = (
     Preset("up to 10m", 600.0, "gru", 384, 0.1, 0.1, 0.1),
     Preset("above 10m", None, "gru", 384, 0.2, 0.3, 0.1),
 )
+
+
+@dataclass(frozen=True)
+class FineTunePreset:
+    """The defaults of a run started from another one (--from RUN), which keeps the parent's architecture,
+    dropout, weight drop and weight decay."""
+
+    applies: str
+    lr_fraction: float  # peak learning rate as a fraction of the parent's
+    warmup_steps: int
+
+
+# Runs started from a parent run (docs/performance.md, "Fine-tuning").
+FINE_TUNE = FineTunePreset("--from RUN", 0.4, 20)
+# The ModelConfig fields a run started from a parent takes from it, whatever it is given.
+ARCHITECTURE_FIELDS = ("cell", "num_layers", "hidden_size", "embed_size", "tie_weights")
 # Peak learning rate by cell when --lr is not given: 1e-2 is the LSTM's best, and makes a GRU's training drift away.
 LR_BY_CELL = {"lstm": 1e-2, "gru": 3e-3, "rnn": 3e-3, "rnn-relu": 3e-3}
 DEFAULT_TIME_BUDGET = 300.0  # seconds, for a run given no --epochs, --max-steps or --time-budget
@@ -88,17 +104,31 @@ def preset_help(name: str) -> str:
     return f"[default: by --time-budget: {', '.join(map(shown, BUDGET_PRESETS))}; {shown(UNBUDGETED)}]"
 
 
-def resolve(given: dict[str, Any]) -> tuple["ModelConfig", "TrainConfig"]:
+def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] | None = None
+            ) -> tuple["ModelConfig", "TrainConfig"]:
     """The configs of a new run from the options its user gave (``given``: ModelConfig and TrainConfig field
     names → values; leave out what was not given).
 
     Without --epochs, --max-steps or --time-budget a run gets DEFAULT_TIME_BUDGET. The time budget picks the
     preset row for cell, width, dropout, weight drop and weight decay; --tie-weights without --hidden takes
     --embed's width (the one it can tie); the learning rate follows the cell (LR_BY_CELL).
+
+    A run started from a ``parent`` (its ModelConfig and TrainConfig) takes the parent's architecture
+    (ARCHITECTURE_FIELDS, whatever ``given`` says: the caller refuses a contradiction), and by default its
+    dropout, weight drop and weight decay; FINE_TUNE gives its peak learning rate and warm-up.
     """
     settings = dict(given)
     if all(settings.get(k) is None for k in ("epochs", "max_steps", "time_budget")):
         settings["time_budget"] = DEFAULT_TIME_BUDGET
+    if parent is not None:
+        parent_model, parent_train = parent
+        settings |= {name: getattr(parent_model, name) for name in ARCHITECTURE_FIELDS}
+        for name in ("dropout", "dropout_kind", "weight_drop"):
+            settings.setdefault(name, getattr(parent_model, name))
+        settings.setdefault("weight_decay", parent_train.weight_decay)
+        if settings.get("lr") is None:
+            settings["lr"] = float(f"{parent_train.lr * FINE_TUNE.lr_fraction:.6g}")
+        settings.setdefault("warmup_steps", FINE_TUNE.warmup_steps)
     row = preset_for(settings.get("time_budget"))
     if settings.get("tie_weights") and settings.get("hidden_size") is None:
         settings["hidden_size"] = settings.get("embed_size", ModelConfig.embed_size)

@@ -37,7 +37,7 @@ from charlm import corpus as corpus_mod
 from charlm import tokencache
 from charlm.corpus import Chunk, Source
 from charlm.errors import CorpusError
-from charlm.tokenizers import TokenizerSpec
+from charlm.tokenizers import Tokenizer, TokenizerSpec
 from charlm.tokenizers.char import CharFitter
 from charlm.tokenizers.text import describe_chars
 
@@ -58,7 +58,7 @@ class ReadProgress:
 class RunData:
     """A run's tokenizer and the ids of each part of its corpus."""
 
-    tokenizer: object
+    tokenizer: Tokenizer
     train_ids: np.ndarray  # (N_train,) in memory, or a read-only memmap for a cached corpus
     val_ids: np.ndarray | None  # (N_val,) or None when there is no validation text
     val_chars: int  # characters the validation targets (val_ids[1:]) stand for, for bits per character
@@ -68,6 +68,7 @@ class RunData:
     test_ids: np.ndarray | None = None
     test_chars: int = 0
     train_chars: int = 0
+    added_chars: str = ""  # characters of the training text a parent tokenizer lacked, now in the vocabulary
 
 
 @dataclass(frozen=True)
@@ -217,16 +218,23 @@ def _encode(layout, tokenizer, folder: Path) -> Generator[ReadProgress, None, di
 def prepare_steps(source: Source | str, val_fraction: float, test_fraction: float = 0.0,
                   val_source: Source | str | None = None, tokenizer=None, spec: TokenizerSpec | None = None,
                   cache_dir: Path | None = None, cache_min_bytes: int = CACHE_MIN_BYTES,
-                  check_against: dict | None = None) -> Generator[ReadProgress, None, RunData]:
+                  check_against: dict | None = None, parent: Tokenizer | None = None
+                  ) -> Generator[ReadProgress, None, RunData]:
     """Scan, split, fit the tokenizer on the training text only (unless ``tokenizer`` is given), encode.
 
-    ``spec`` says which tokenizer to fit (default: char level). ``cache_dir`` None
+    ``spec`` says which tokenizer to fit (default: char level). ``parent`` is a tokenizer to start from
+    (fine-tuning a run): at char level the characters of the training text it lacks are added to it (the
+    new ones in ``RunData.added_chars``); at the other levels it is used as it is. ``cache_dir`` None
     turns the token cache off. ``check_against`` is a recorded corpus_info: a
     corpus whose text hash differs from it is refused before any tokenising.
     Validation characters unseen in training are mapped to <unk> with a warning,
     so they cost the model (as they should) instead of stopping the run.
     """
     source = source if isinstance(source, Source) else Source((source,))
+    if parent is not None and parent.kind != "char":
+        tokenizer = parent  # nothing can be unknown to a byte or subword tokenizer: it is used as it is
+    elif parent is not None:
+        spec = TokenizerSpec(level="char", normalize=parent.normalize)  # the characters of the training text
     spec = spec or TokenizerSpec()
     if isinstance(val_source, str):
         val_source = Source((val_source,), source.glob, source.encoding_errors, source.hf_split, source.text_column)
@@ -258,6 +266,10 @@ def prepare_steps(source: Source | str, val_fraction: float, test_fraction: floa
         train_bytes = scan.bytes * n_train // max(scan.characters, 1)
         fit_key = tokencache.key(**corpus_key, spec=spec.to_dict())
         tokenizer = yield from _fitted(layout, spec, train_bytes, cache_dir, fit_key, notes)
+    added = ""
+    if parent is not None and parent.kind == "char":
+        added = "".join(sorted(set(tokenizer.chars) - set(parent.chars)))
+        tokenizer = parent.extended(added)
 
     # 3. encode, or reuse the token files of an earlier run
     folder = None
@@ -296,6 +308,7 @@ def prepare_steps(source: Source | str, val_fraction: float, test_fraction: floa
         test_ids=parts["test"] if n_test else None,
         test_chars=chars["test"],
         train_chars=chars["train"],
+        added_chars=added,
     )
 
 

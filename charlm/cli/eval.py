@@ -38,6 +38,9 @@ Examples:
                    "file).")
 @click.option("--split", "split_name", type=click.Choice(["val", "test", "train"]), default="val", show_default=True,
               help="Which split of each run's own corpus to score when no --text is given.")
+@click.option("--split-of", "split_of", metavar="RUN",
+              help="Score every checkpoint on RUN's --split instead of its own: a fine-tuned run beside its parent "
+                   "on the parent's validation text shows what it forgot.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON (loss, perplexity, bpc, tokens, characters, unknown_characters …; null for a figure "
                    "that is infinite): an object for one checkpoint, a list for several.")
@@ -53,8 +56,8 @@ Examples:
 @unknown_option
 @impl_override_option
 @device_option
-def eval_(checkpoints, text_source, split_name, as_json, batch_size, dynamic, dynamic_lr, encoding_errors, unknown,
-          impl, device):
+def eval_(checkpoints, text_source, split_name, split_of, as_json, batch_size, dynamic, dynamic_lr, encoding_errors,
+          unknown, impl, device):
     """Score CHECKPOINTS on their validation split, or all on the same --text.
 
     Prints loss (nats per token), perplexity (per token), bits per character and
@@ -81,6 +84,9 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, dynamic, dy
     for path in checkpoints:
         if path.is_file():
             raise ConfigError(f"{path} is a file, not a run folder: pass the text to score with --text {path}")
+    if split_of is not None and text_source is not None:
+        raise ConfigError("--text and --split-of both name the text to score: give one of the two")
+    split_run = checkpoint.find_run(split_of) if split_of is not None else None
     source = Source((text_source,), encoding_errors=encoding_errors) if text_source is not None else None
     text = corpus.load_text(source).text if source is not None else None  # read once for every checkpoint
     console.fit_threads("evaluation", device)
@@ -88,7 +94,7 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, dynamic, dy
     for path in checkpoints:
         try:
             rows.append(_evaluate(path, source, text, split_name, batch_size, unknown, device, impl, dynamic,
-                                  dynamic_lr))
+                                  dynamic_lr, split_run))
         except CharlmError as e:
             if len(checkpoints) == 1:
                 raise
@@ -105,9 +111,11 @@ def eval_(checkpoints, text_source, split_name, as_json, batch_size, dynamic, dy
 
 
 def _evaluate(run_dir: Path, source: Source | None, text: str | None, split_name: str, batch_size: int,
-              unknown: str, device_name: str, impl: str | None, dynamic: bool, dynamic_lr: float | None) -> dict:
-    """Score one checkpoint on ``text`` (read from ``source``), else on its own recorded split; returns a row:
-    checkpoint, text, level, vocab_size, normalize, the unknown characters and the evaluate() figures.
+              unknown: str, device_name: str, impl: str | None, dynamic: bool, dynamic_lr: float | None,
+              split_run: Path | None = None) -> dict:
+    """Score one checkpoint on ``text`` (read from ``source``), else on the recorded split of ``split_run``
+    (default: its own); returns a row: checkpoint, text, level, vocab_size, normalize, the unknown characters
+    and the evaluate() figures.
 
     With ``dynamic`` the figures are dynamic evaluation's (``dynamic_lr``, or the cell's default), and the
     row adds the static loss and bpc of the same text for comparison."""
@@ -129,12 +137,14 @@ def _evaluate(run_dir: Path, source: Source | None, text: str | None, split_name
         skipped = skipped_chars(tok, text) if unknown == "skip" else 0
         n_chars = len(text) - skipped - tok.count_chars(ids[:1])
     else:
-        steps = data.recorded_split_steps(ck.info["corpus"], ck.info["train"], split_name, tok)
-        (ids, n_chars), label = read_with_progress(steps), f"its {split_name} split"
-        source_name = ck.info["corpus"]["source"]
+        info = ck.info if split_run is None else checkpoint.read_config(split_run)
+        steps = data.recorded_split_steps(info["corpus"], info["train"], split_name, tok)
+        (ids, n_chars) = read_with_progress(steps)
+        label = f"its {split_name} split" if split_run is None else f"the {split_name} split of {split_run}"
+        source_name = info["corpus"]["source"]
         source_name = Path(source_name).name if os.sep in source_name else source_name  # a file's name, or a corpus'
         label_detail = f"{split_name} split of {source_name}"  # how runs on different corpora are told apart
-        text_sha256, n_text = ck.info["corpus"].get(f"{split_name}_sha256"), n_chars
+        text_sha256, n_text = info["corpus"].get(f"{split_name}_sha256"), n_chars
     unknown_chars = skipped + (int((ids == tok.unk_id).sum()) if tok.unk_id is not None else 0)
     amp = runtime.autocast_dtype(ck.train_config.precision, device)
     result = _with_progress(evaluate_steps(ck.model, ids, n_chars, batch_size, device=device, amp_dtype=amp),
@@ -198,8 +208,9 @@ def _print_comparison(rows: list[dict], dynamic: bool) -> None:
 
     same_text = len({(r["text"], r["text_sha256"]) for r in rows}) == 1  # else no best: different texts
     ranked = "static_bpc" if dynamic else "bpc"  # a weaker model gains more from adapting: rank the static figure
-    # a model that met characters it never saw did not make the same predictions as the others: not ranked
-    comparable = [r for r in rows if not r["unknown_characters"]]
+    # a model that met more characters it never saw than another did not make the same predictions: not ranked
+    fewest = min(r["unknown_characters"] for r in rows)
+    comparable = [r for r in rows if r["unknown_characters"] == fewest]
     best = min(r[ranked] for r in comparable) if same_text and comparable else None
 
     def bpc(r: dict, key: str) -> str:
@@ -209,7 +220,7 @@ def _print_comparison(rows: list[dict], dynamic: bool) -> None:
     table = [[r["checkpoint"], r["level"] + (f"+{r['normalize']}" if r["normalize"] != "none" else ""),
               f"{r['vocab_size']:,}", console.fmt(r["loss"]), console.fmt(r["perplexity"], 2),
               bpc(r, "bpc"), f"{r['tokens']:,}", f"{r['characters']:,}",
-              _unknown_note(r) + (" †" if r["unknown_characters"] else "")]
+              _unknown_note(r) + (" †" if r not in comparable else "")]
              for r in rows]
     if dynamic:
         at = columns.index("bpc") + 1
@@ -226,8 +237,8 @@ def _print_comparison(rows: list[dict], dynamic: bool) -> None:
     console.out.print(console.comparison_table(f"{title}: bits per character (bpc) compare across levels{marked}",
                                                columns, table))
     if len(comparable) < len(rows):
-        console.out.print("† characters this model never saw were scored as <unk> or skipped instead of predicted: "
-                          "its figures do not compare with the others'", markup=False)
+        console.out.print("† more characters this model never saw were scored as <unk> or skipped instead of "
+                          "predicted than for the others: its figures do not compare with theirs", markup=False)
 
 
 def _check_dynamic_rows(rows: list[dict]) -> None:

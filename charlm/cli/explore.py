@@ -371,6 +371,7 @@ def report_rows(run) -> list[tuple[str, str]]:
                   f"{console.dropout_clause(m['dropout'], m.get('dropout_kind'), m.get('weight_drop', 0.0))}"
                   f"{', tied' if m.get('tie_weights') else ''}"),
         ("corpus", f"{corpus.get('source', '?')} ({corpus.get('train_characters', 0):,} training characters)"),
+        *([("started from", _lineage(info["parent"]))] if info.get("parent") else []),
         ("tokenizer", f"{info['tokenizer'].get('kind', '?')}, vocabulary {info['tokenizer'].get('vocab_size', '?')}"),
         ("batch × seq_len", f"{t['batch_size']} × {t['seq_len']}"),
         ("optimizer", f"{t['optimizer']}, lr {t['lr']:g}, {decay}warmup {t['warmup_steps']}, clip {t['grad_clip']:g}"),
@@ -392,6 +393,14 @@ def report_rows(run) -> list[tuple[str, str]]:
     if run.events:
         rows.append(("events", f"{len(run.events)}; last: {run.events[-1].get('message', '?')}"))
     return rows
+
+
+def _lineage(parent: dict) -> str:
+    """'checkpoints/base (step 40,000, val loss 1.2345; weights 3f2a1c…)': the run a run started from."""
+    figures = [f"step {parent['step']:,}" if parent.get("step") is not None else None,
+               f"val loss {parent['val_loss']:.4f}" if parent.get("val_loss") is not None else None,
+               f"weights {parent.get('weights_sha256', '')[:12]}…"]
+    return f"{parent.get('run', '?')} ({'; '.join(f for f in figures if f)})"
 
 
 def _duration(seconds: float) -> str:

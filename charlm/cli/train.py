@@ -65,6 +65,9 @@ Examples:
                    "subword runs).")
 @click.option("--resume", type=click.Path(path_type=Path),
               help="Continue the run in this folder exactly where it stopped, with its own corpus and settings.")
+@click.option("--from", "parent_run", metavar="RUN",
+              help="Start from RUN's weights, tokenizer and architecture (a run folder, or a shipped model by name: "
+                   "base): fine-tune it on CORPUS (default: RUN's own corpus, for more time on a finished run).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--val", "val_source", help="Validation text file (default: the last --val-fraction of the corpus).")
 @click.option("--val-fraction", type=float, default=TRAIN.val_fraction, show_default=True,
@@ -147,8 +150,8 @@ Examples:
 @click.option("--deterministic", is_flag=True,
               help="Bit-reproducible runs and resumes on CPU (slower: no oneDNN RNN kernels).")
 @device_option
-def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_split, text_column, level, vocab_size,
-          model_type, normalize, cache_dir, no_cache, save_every, device, **options):
+def train(corpus, out, resume, parent_run, force, val_source, glob, encoding_errors, hf_split, text_column, level,
+          vocab_size, model_type, normalize, cache_dir, no_cache, save_every, device, **options):
     """Train a model on CORPUS: one or more text files (gzip, bz2 and xz too), folders, shipped corpus
     names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
     trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
@@ -180,14 +183,20 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
         if no_cache and cache_dir is not None:
             raise click.UsageError("--cache-dir and --no-cache contradict each other: pass one")
         spec = TokenizerSpec(level=level, normalize=normalize, vocab_size=vocab_size, model_type=model_type)
+        parent = _parent(parent_run, set_by_user, options, spec) if parent_run is not None else None
         source = Source(tuple(corpus) or (DEFAULT_CORPUS,), glob, encoding_errors, hf_split, text_column)
-        model_config, train_config = resolve({k: v for k, v in options.items() if k in set_by_user})
+        if parent is not None and not corpus:  # more time for the parent, on its own corpus
+            source, recorded_val = data.recorded_sources(parent.info["corpus"])
+            val_source = val_source or recorded_val
+        given_settings = {k: v for k, v in options.items() if k in set_by_user}
+        model_config, train_config = resolve(given_settings, (parent.model_config, parent.train_config)
+                                             if parent is not None else None)
         if out is None:
-            out = _default_out(source, level, model_config.cell)
+            out = _default_out(source, parent.tokenizer.kind if parent else level, model_config.cell)
         cache_min_bytes = 0 if cache_dir is not None else data.CACHE_MIN_BYTES
         cache_dir = None if no_cache else (cache_dir or tokencache.default_dir())
         setup = _new_run(source, out, force, model_config, train_config, val_source, spec, cache_dir,
-                         cache_min_bytes, device, command_line(ctx))
+                         cache_min_bytes, device, command_line(ctx), parent)
     finished = False
     try:
         code = _train_and_render(setup, save_every, started)
@@ -196,6 +205,36 @@ def train(corpus, out, resume, force, val_source, glob, encoding_errors, hf_spli
         distributed.stop(setup.trainer.world, finished)
     if code:
         sys.exit(code)
+
+
+# --from: the options that would change what the parent is, with the flag a user writes
+_PARENT_FIXES = {"cell": "--cell", "num_layers": "--layers", "hidden_size": "--hidden", "embed_size": "--embed",
+                 "tie_weights": "--tie-weights"}
+
+
+def _parent(parent_run: str, set_by_user: set[str], options: dict, spec: TokenizerSpec):
+    """The run --from names, loaded and checked (transfer.Parent); a one-line error for an option that
+    contradicts what it is: its architecture, level or normalisation."""
+    from charlm import transfer
+    from charlm.errors import ConfigError
+
+    parent = transfer.load_parent(parent_run)
+    m, tok = parent.model_config, parent.tokenizer
+    what = f"--from {parent_run} is a {tok.kind}-level {m.cell.upper()} {m.num_layers}×{m.hidden_size}"
+    for name, flag in _PARENT_FIXES.items():
+        if name in set_by_user and options[name] != getattr(m, name):
+            raise ConfigError(f"{what}, and a run started from it keeps its architecture: {flag} "
+                              f"{options[name]} contradicts its {getattr(m, name)}; drop {flag}, or train "
+                              "from scratch without --from")
+    if "level" in set_by_user and spec.level != tok.kind:
+        raise ConfigError(f"{what}: --level {spec.level} contradicts it; drop --level, or train from scratch "
+                          "without --from")
+    if "normalize" in set_by_user and spec.normalize != tok.normalize:
+        raise ConfigError(f"{what} with --normalize {tok.normalize}: --normalize {spec.normalize} contradicts "
+                          "it; drop --normalize")
+    if set_by_user & {"vocab_size", "model_type"}:
+        raise ConfigError(f"{what}: its tokenizer is kept, so --vocab-size and --sp-model do not apply; drop them")
+    return parent
 
 
 def _default_out(source: Source, level: str, cell: str) -> Path:
@@ -240,8 +279,9 @@ def _join(device_name: str):
 
 def _new_run(source: Source, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
              val_source: str | None, spec: TokenizerSpec, cache_dir: Path | None, cache_min_bytes: int,
-             device_name: str, command: str) -> _Setup:
-    """Prepare the data, create the run folder and build the trainer (rank 0 creates, the other ranks read)."""
+             device_name: str, command: str, parent=None) -> _Setup:
+    """Prepare the data, create the run folder and build the trainer (rank 0 creates, the other ranks read).
+    A ``parent`` (transfer.Parent) gives the tokenizer to start from and the weights to start with."""
     from charlm import checkpoint, data, distributed, runtime
     from charlm.cli import console
 
@@ -251,7 +291,8 @@ def _new_run(source: Source, out: Path, force: bool, model_config: ModelConfig, 
         checkpoint.check_out_dir(out, force)  # before the slow work: a refused run costs no time
         run = read_with_progress(data.prepare_steps(source, train_config.val_fraction, train_config.test_fraction,
                                                     val_source, spec=spec, cache_dir=cache_dir,
-                                                    cache_min_bytes=cache_min_bytes))
+                                                    cache_min_bytes=cache_min_bytes,
+                                                    parent=parent.tokenizer if parent is not None else None))
         for message in run.notes:
             console.info(message)
         for message in run.warnings:
@@ -267,12 +308,27 @@ def _new_run(source: Source, out: Path, force: bool, model_config: ModelConfig, 
         world.check_batch_size(batch_size)
         checkpoint.check_out_dir(out, force)  # again: the folder may have changed while the corpus was read
         checkpoint.clear_old_run(out)
-        info = checkpoint.create_run(out, run.tokenizer, model_config, config, run.corpus_info, command)
+        lineage = parent.lineage() if parent is not None else None
+        info = checkpoint.create_run(out, run.tokenizer, model_config, config, run.corpus_info, command, lineage)
         return _RunParts(info, run, model_config, config)
 
     parts = distributed.main_first(world, create, lambda _: _read_run(out))
     runtime.seed_everything(parts.train_config.seed)
-    return _Setup(out, _make_trainer(parts, device, world), parts.info)
+    return _Setup(out, _make_trainer(parts, device, world, parent), parts.info)
+
+
+def _start_from(parent, model, run) -> None:
+    """Move the parent's weights into the new model, and say what the vocabulary gained."""
+    from charlm import transfer
+    from charlm.cli import console
+
+    transfer.transplant(model, parent, run.tokenizer, run.train_ids)
+    kept = {"char": "", "byte": " (bytes: nothing is ever unknown)",
+            "subword": " (its sentencepiece model is kept; a character it has no piece for is spelled in "
+                       "byte pieces)"}[parent.tokenizer.kind]
+    added = f", {transfer.describe_added(run.added_chars)} added" if run.added_chars else ""
+    console.info(f"starting from {parent.given} (step {parent.summary.get('step', '?')}): vocabulary "
+                 f"{parent.tokenizer.vocab_size:,}{added}{kept}")
 
 
 def _read_run(run_dir: Path) -> _RunParts:
@@ -293,8 +349,9 @@ def _read_run(run_dir: Path) -> _RunParts:
     return _RunParts(info, run, model_config, train_config)
 
 
-def _make_trainer(parts: _RunParts, device, world):
-    """The model and trainer of a run (collective under torchrun: DistributedDataParallel syncs the weights)."""
+def _make_trainer(parts: _RunParts, device, world, parent=None):
+    """The model and trainer of a run (collective under torchrun: DistributedDataParallel gives every rank
+    rank 0's weights). A ``parent``'s weights go into the model before that, on rank 0."""
     import torch
 
     from charlm import runtime
@@ -303,6 +360,8 @@ def _make_trainer(parts: _RunParts, device, world):
 
     runtime.tune_allocator()
     model = RNNLM(parts.model_config, parts.run.tokenizer.vocab_size)
+    if parent is not None and world.is_main:
+        _start_from(parent, model, parts.run)
     if world.rank:  # dropout masks differ between ranks, as they differ between rows of one batch
         torch.manual_seed(parts.train_config.seed + world.rank)
     c, run = parts.train_config, parts.run

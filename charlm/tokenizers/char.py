@@ -54,6 +54,18 @@ class CharTokenizer(Tokenizer):
         self._table = None  # (0x110000,) code point → id, 0 for unknown; built on first use
         self._latin = None  # 256-byte translate table for code points < 256, when every id fits a byte
 
+    def extended(self, chars: str) -> "CharTokenizer":
+        """This vocabulary with ``chars`` added (ids of the characters it had may change: ``id_map`` says how)."""
+        return CharTokenizer(self.chars + chars, self.normalize)
+
+    def id_map(self, other: "CharTokenizer") -> np.ndarray:
+        """(V,) int64: the id in ``other``'s vocabulary of each of this one's ids (<unk> → <unk>); -1 where
+        ``other`` lacks the character."""
+        codes = other._codes
+        at = np.searchsorted(codes, self._codes)
+        found = (at < len(codes)) & (codes[np.minimum(at, len(codes) - 1)] == self._codes)
+        return np.concatenate([[UNK_ID], np.where(found, at + 1, -1)]).astype(np.int64)
+
     @property
     def vocab_size(self) -> int:
         return len(self._codes) + 1
