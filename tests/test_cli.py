@@ -550,3 +550,17 @@ def test_eval_says_how_many_characters_each_model_never_saw(invoke, trained_run,
     assert f"{unseen} ({unseen / 660:.1%}) †" in table and "its figures do not compare" in table
     best = [line for line in table.splitlines() if line.startswith("│") and " * " in line]
     assert len(best) == 1 and str(byte_run) in best[0]  # only the model that read everything is ranked
+
+
+def test_shell_completion_offers_shipped_corpora_and_models():
+    from click.shell_completion import ShellComplete
+
+    from charlm.cli import cli
+
+    complete = ShellComplete(cli, {}, "charlm", "_CHARLM_COMPLETE")
+    corpora = complete.get_completions(["train"], "kor")
+    assert [i.value for i in corpora if i.type == "plain"] == ["korean_bills"] and corpora[-1].type == "file"
+    runs = complete.get_completions(["sample"], "shak")
+    assert [i.value for i in runs if i.type == "plain"] == ["shakespeare-lstm"] and runs[-1].type == "dir"
+    assert [i.value for i in complete.get_completions(["train", "--from"], "sh") if i.type == "plain"] == [
+        "shakespeare-lstm"]

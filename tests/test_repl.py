@@ -427,3 +427,43 @@ def test_line_repl_on_a_dumb_terminal(trained_run, tmp_path):
     term.wait_for(r"\[stopped\]")
     term.send("\x04")
     assert term.exit_status() == 0
+
+
+def panel_lines(panel) -> list[str]:
+    """prompt_toolkit formatted text → the lines it draws."""
+    return "".join(text for _, text in panel).split("\n")
+
+
+def test_the_panel_lines_up_wide_characters_and_fits_narrow_terminals():
+    from charlm.cli.display import columns
+    from charlm.cli.repl import live_panel
+    from charlm.session import Prediction
+
+    prediction = Prediction([1, 2, 3], ["한", "e", "␣"], [0.5, 0.3, 0.2], 1.5)
+    for width in (80, 50, 30):
+        rows = panel_lines(live_panel(prediction, 3, "next", width=width))[1:4]
+        assert all(columns(row) <= width for row in rows), (width, rows)  # the percentages are not clipped
+        assert all(row.rstrip().endswith("%") for row in rows)
+        token_ends = [columns(row[:row.index(tok) + len(tok)]) for row, tok in zip(rows, ["한", "e", "␣"])]
+        assert len(set(token_ends)) == 1, rows  # every candidate ends in the same column, 한 included
+
+
+def test_an_unknown_character_note_is_wrapped_and_names_the_repls_own_command():
+    from charlm.cli.repl import in_repl_words, live_panel
+
+    message = in_repl_words("text has 1 character(s) the model never saw: '☃' (U+2603); remove them, or pass "
+                            "--unknown unk (map to <unk>) or --unknown skip")
+    assert "type :unknown unk" in message and ":unknown skip" in message and "--unknown" not in message
+    lines = panel_lines(live_panel(None, 4, "cannot read that", message, width=40))
+    assert "".join(line.strip() + " " for line in lines[1:]).startswith(message[:30])
+    assert all(len(line) <= 40 for line in lines)
+
+
+def test_the_unknown_policy_changes_in_the_repl(invoke, trained_run):
+    result = invoke("repl", trained_run, input="the Q\n:unknown unk\nthe Q\n:unknown maybe\n:quit\n")
+    assert result.exit_code == 1  # a piped session with refused inputs exits 1 at the end
+    assert "error: text has 1 character(s) the model never saw: 'Q' (U+0051); remove them, or type :unknown unk" in \
+        result.stderr
+    assert "characters the model never saw: unk" in result.stdout
+    assert result.stdout.count("entropy") == 1  # the second 'the Q' was read, as <unk>
+    assert ":unknown takes one of error, unk, skip" in result.stderr

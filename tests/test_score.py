@@ -237,7 +237,7 @@ def test_score_json_and_file(invoke, fixed_run, tmp_path):
     result = invoke("score", fixed_run, text_file, "--json")
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
-    assert figures["characters"] == 13 and figures["bpc"] == pytest.approx(3.9164, abs=1e-3)
+    assert figures["scored_characters"] == 13 and figures["bpc"] == pytest.approx(3.9164, abs=1e-3)
     assert figures["token_bits"][0] == ["a", None] and figures["token_bits"][1][1] == pytest.approx(5.2212, abs=1e-3)
 
 
@@ -255,7 +255,9 @@ def test_score_html_is_self_contained_and_written_atomically(invoke, fixed_run, 
 
 def test_show_limits_the_heatmap_not_the_figures(invoke, fixed_run):
     result = invoke("score", fixed_run, "--text", SNAPSHOT_TEXT * 3, "--show", "5", "--json")
-    assert json.loads(result.stdout)["characters"] == 3 * len(SNAPSHOT_TEXT) - 1
+    shown = json.loads(result.stdout)
+    assert shown["scored_characters"] == 3 * len(SNAPSHOT_TEXT) - 1
+    assert shown["text_characters"] == 3 * len(SNAPSHOT_TEXT)
     result = invoke("score", fixed_run, "--text", SNAPSHOT_TEXT * 3, "--show", "5")
     assert result.stdout.startswith("abc c\n") and "showing the first 5 of 42 characters" in result.stderr
 

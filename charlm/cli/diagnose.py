@@ -17,7 +17,15 @@ import click
 from rich.text import Text
 
 from charlm.cli import console
-from charlm.cli.options import check_writable, encoding_errors_option, given, unknown_option, write_output
+from charlm.cli.options import (
+    check_writable,
+    complete_corpus,
+    complete_run,
+    encoding_errors_option,
+    given,
+    unknown_option,
+    write_output,
+)
 from charlm.config import MemoryConfig, ModelConfig
 from charlm.errors import ConfigError, CorpusError
 
@@ -54,7 +62,7 @@ Examples:
   charlm diagnose gradients --fresh --cells rnn,lstm --hidden 64 --layers 1 --length 200 --png grads.png
   charlm diagnose gradients checkpoints/shakespeare-lstm --json     # on the run's own validation text
 """)
-@click.argument("checkpoints", nargs=-1, type=click.Path(path_type=Path))
+@click.argument("checkpoints", nargs=-1, type=click.Path(path_type=Path), shell_complete=complete_run)
 @click.option("--fresh", is_flag=True,
               help="Also measure freshly initialised models of --cells (the default when no CHECKPOINTS are given).")
 @click.option("--cells", "cells_spec", default=DEFAULT_CELLS, show_default=True,
@@ -64,7 +72,7 @@ Examples:
 @click.option("--layers", "num_layers", type=int, default=ModelConfig.num_layers, show_default=True,
               help="Layers of the --fresh models.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the --fresh models' initial weights.")
-@click.option("--text", "text_source", metavar="TEXT",
+@click.option("--text", "text_source", metavar="TEXT", shell_complete=complete_corpus,
               help="Where the windows come from: a file, folder or shipped corpus name (default: each run's own "
                    f"validation text; {FRESH_TEXT} for the fresh models).")
 @click.option("-T", "--length", type=int, default=100, show_default=True,

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import click
 
-from charlm.cli.options import device_option, encoding_errors_option, impl_override_option, unknown_option
+from charlm.cli.options import (
+    complete_corpus,
+    complete_run,
+    device_option,
+    encoding_errors_option,
+    impl_override_option,
+    unknown_option,
+)
 from charlm.config import TrainConfig
 from charlm.corpus import Source
 from charlm.errors import CharlmError, ConfigError, TokenizerError
@@ -32,13 +39,13 @@ Examples:
   charlm eval checkpoints/shakespeare-lstm --impl reference        # the same loss from the textbook cells
   charlm eval checkpoints/shakespeare-lstm --dynamic               # the model keeps learning as it reads
 """)
-@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--text", "text_source", metavar="FILE",
+@click.argument("checkpoints", nargs=-1, required=True, type=click.Path(path_type=Path), shell_complete=complete_run)
+@click.option("--text", "text_source", metavar="FILE", shell_complete=complete_corpus,
               help="Text to score every checkpoint on (a file, folder, shipped corpus name or json/jsonl/csv/parquet "
                    "file).")
 @click.option("--split", "split_name", type=click.Choice(["val", "test", "train"]), default="val", show_default=True,
               help="Which split of each run's own corpus to score when no --text is given.")
-@click.option("--split-of", "split_of", metavar="RUN",
+@click.option("--split-of", "split_of", metavar="RUN", shell_complete=complete_run,
               help="Score every checkpoint on RUN's --split instead of its own: a fine-tuned run beside its parent "
                    "on the parent's validation text shows what it forgot.")
 @click.option("--json", "as_json", is_flag=True,

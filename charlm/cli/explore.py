@@ -31,7 +31,14 @@ from charlm.cli.display import (
     sequential,
     visible,
 )
-from charlm.cli.options import check_writable, device_option, encoding_errors_option, unknown_option, write_output
+from charlm.cli.options import (
+    check_writable,
+    complete_run,
+    device_option,
+    encoding_errors_option,
+    unknown_option,
+    write_output,
+)
 from charlm.errors import ConfigError
 
 COMMANDS: list = []
@@ -80,7 +87,7 @@ Examples:
   charlm score checkpoints/shakespeare-lstm corpora/hihello.txt --html score.html
   charlm score checkpoints/shakespeare-lstm --context "JULIET:" --text "O Romeo, Romeo" --json
 """)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), shell_complete=complete_run)
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 @click.option("--text", help="Score this text instead of a FILE.")
 @click.option("--context", default="",
@@ -88,7 +95,8 @@ Examples:
 @click.option("--html", "html_out", type=click.Path(path_type=Path),
               help="Also write the heatmap as a self-contained HTML page.")
 @click.option("--json", "as_json", is_flag=True,
-              help="Print figures, spans and per-token bits as one JSON object instead.")
+              help="Print figures (text_characters, scored_characters, text_tokens, total_bits, bpc), spans and "
+                   "per-token bits as one JSON object instead.")
 @click.option("--max-bits", type=float, default=8.0, show_default=True, help="Surprisal that gets the darkest colour.")
 @click.option("--spans", "n_spans", type=int, default=5, show_default=True,
               help="How many most surprising spans to list.")
@@ -161,7 +169,8 @@ def _score_json(scored, spans, checkpoint: Path, label: str) -> dict:
         return None if math.isnan(x) else round(float(x), 4)
 
     return {
-        "checkpoint": str(checkpoint), "text": label, "characters": scored.scored_chars, "tokens": len(scored.tokens),
+        "checkpoint": str(checkpoint), "text": label, "text_characters": len(scored.text),
+        "scored_characters": scored.scored_chars, "text_tokens": len(scored.tokens),
         "total_bits": number(scored.total_bits), "bpc": number(scored.bpc),
         "spans": [{"start": s.start, "end": s.end, "line": s.line, "column": s.column, "text": s.text,
                    "bits": number(s.bits)} for s in spans],
@@ -194,7 +203,7 @@ Examples:
   charlm inspect checkpoints/shakespeare-lstm corpora/shakespeare.txt --max-chars 1000 --feature line_position --top 3
   charlm inspect checkpoints/shakespeare-lstm --text "ROMEO: Ay me! sad hours seem long." --units 1:42,7 --state c
 """)
-@click.argument("checkpoint", type=click.Path(path_type=Path))
+@click.argument("checkpoint", type=click.Path(path_type=Path), shell_complete=complete_run)
 @click.argument("file", required=False, type=click.Path(path_type=Path))
 @click.option("--text", help="Read this text instead of a FILE.")
 @click.option("--units", "units_spec",
@@ -318,7 +327,7 @@ Examples:
   charlm report checkpoints/shakespeare-lstm --png curves.png
   charlm report checkpoints/shakespeare-lstm --json
 """)
-@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("run_dirs", nargs=-1, required=True, type=click.Path(path_type=Path), shell_complete=complete_run)
 @click.option("--png", "png_out", type=click.Path(path_type=Path),
               help="Also write the curves as a PNG picture (needs matplotlib).")
 @click.option("--chart/--no-chart", default=True, show_default=True, help="Draw the loss curves in the terminal.")

@@ -5,6 +5,7 @@ No torch here: `charlm --help` stays fast.
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 import shlex
 from pathlib import Path
@@ -14,6 +15,26 @@ import click
 from charlm.config import IMPLS, UNKNOWN_POLICIES, parse_duration
 from charlm.corpus import ENCODING_ERRORS
 from charlm.errors import ConfigError
+
+
+def complete_corpus(ctx, param, incomplete: str):
+    """Shell completion for a corpus: the shipped corpora's names, then the shell's own file names."""
+    from click.shell_completion import CompletionItem
+
+    from charlm.corpus import shipped_corpora
+
+    names = [CompletionItem(name, help="shipped corpus") for name in shipped_corpora() if name.startswith(incomplete)]
+    return names + [CompletionItem(incomplete, type="file")]
+
+
+def complete_run(ctx, param, incomplete: str):
+    """Shell completion for a run folder: the shipped models' names, then the shell's own folder names."""
+    from click.shell_completion import CompletionItem
+
+    root = Path(str(importlib.resources.files("charlm.checkpoints")))
+    shipped = sorted(p.name for p in root.iterdir() if (p / "config.json").is_file())
+    names = [CompletionItem(name, help="shipped model") for name in shipped if name.startswith(incomplete)]
+    return names + [CompletionItem(incomplete, type="dir")]
 
 
 def device_option(f):

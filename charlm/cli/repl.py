@@ -21,6 +21,7 @@ import os
 import re
 import signal
 import sys
+import textwrap
 import threading
 import time
 from dataclasses import replace
@@ -32,9 +33,9 @@ from rich.table import Table
 from rich.text import Text
 
 from charlm.cli import console
-from charlm.cli.display import for_terminal, visible
-from charlm.cli.options import check_writable, device_option, impl_override_option, unknown_option
-from charlm.config import SampleConfig
+from charlm.cli.display import columns, for_terminal, visible
+from charlm.cli.options import check_writable, complete_run, device_option, impl_override_option, unknown_option
+from charlm.config import UNKNOWN_POLICIES, SampleConfig
 from charlm.errors import CharlmError, ConfigError
 
 if TYPE_CHECKING:
@@ -51,6 +52,7 @@ HELP = """commands (a line that starts with ':' and a letter):
   :undo         take back the last input, acceptance or generation
   :reset        forget everything (empty context)
   :context      show the whole context
+  :unknown P    characters the model never saw: error, unk (as <unk>) or skip
   :save FILE    write the context to FILE
   :help         this list
   :quit         leave (Ctrl-D too)"""
@@ -65,7 +67,7 @@ Examples:
   printf 'ROMEO:\\\\nWhat light\\n:gen 100\\n' | charlm repl checkpoints/shakespeare-lstm
   charlm repl checkpoints/shakespeare-lstm --impl reference
 """)
-@click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
+@click.argument("checkpoint", type=click.Path(path_type=Path), required=False, shell_complete=complete_run)
 @click.option("-k", "--top-k", "show_k", type=int, default=8, show_default=True,
               help="Predictions shown (:k N changes it).")
 @click.option("--line", "line_mode", is_flag=True,
@@ -117,6 +119,11 @@ def escape(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\t", "\\t")
 
 
+def in_repl_words(message: str) -> str:
+    """An error message with the command-line fixes it names put as the REPL's commands (--unknown → :unknown)."""
+    return message.replace("pass --unknown", "type :unknown").replace("--unknown", ":unknown")
+
+
 def is_command(line: str) -> bool:
     return bool(_COMMAND.match(line))
 
@@ -148,7 +155,7 @@ class Repl:
     def error(self, message: str) -> None:
         """A problem with one input: reported on stderr, counted, and the session goes on."""
         self.errors += 1
-        console.err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        console.err.print(f"error: {in_repl_words(message)}", markup=False, highlight=False, soft_wrap=True)
 
     def handle(self, line: str) -> bool:
         """Act on one line of input; returns False to quit."""
@@ -205,6 +212,11 @@ class Repl:
                 console.out.print(s.context, markup=False, highlight=False)
             elif name == "save":
                 self.save(arg)
+            elif name == "unknown":
+                if arg not in UNKNOWN_POLICIES:
+                    raise ConfigError(f":unknown takes one of {', '.join(UNKNOWN_POLICIES)}, e.g. ':unknown unk'")
+                s.unknown = arg
+                console.out.print(f"characters the model never saw: {arg}", markup=False)
             else:
                 self.error(f"unknown command :{name} (:help lists them)")
         except ValueError:
@@ -293,18 +305,28 @@ def prediction_table(prediction: Prediction, context: str) -> Table:
     return table
 
 
-def live_panel(prediction: Prediction | None, k: int, header: str, note: str = "") -> list[tuple[str, str]]:
-    """prompt_toolkit formatted text for the bottom panel: a header, k bar rows (padded), the key help."""
+TOKEN_COLUMNS = 6  # a candidate token, right-aligned in this many terminal columns
+
+
+def live_panel(prediction: Prediction | None, k: int, header: str, note: str = "",
+               width: int = 80) -> list[tuple[str, str]]:
+    """prompt_toolkit formatted text for the bottom panel, ``width`` columns wide: a header, k bar rows
+    (padded), the key help. A note (an error) is wrapped to the width; the bars shrink to leave room for
+    the percentages; a wide character (Hangul, CJK) is padded by the columns it takes, not by its length."""
     lines: list[list[tuple[str, str]]] = [[("class:header", header)]]
+    bar_width = max(8, min(BAR_WIDTH, width - TOKEN_COLUMNS - 1 - 1 - 6 - 1))
     if note:
-        lines.append([("class:error", note)])
+        lines += [[("class:error", part)] for part in textwrap.wrap(note, max(width - 1, 20))]
     elif prediction is not None:
         for token, p in zip(prediction.tokens, prediction.probs):
-            lines.append([("class:token", f"{visible(token):>6} "), ("class:bar", f"{bar(p):<{BAR_WIDTH + 1}}"),
+            shown = visible(token)
+            pad = " " * max(TOKEN_COLUMNS - columns(shown), 0)
+            lines.append([("class:token", f"{pad}{shown} "), ("class:bar", f"{bar(p, bar_width):<{bar_width + 1}}"),
                           ("", f"{p:6.1%}")])
     while len(lines) < k + 1:
         lines.append([])
-    lines.append([("class:keys", LIVE_KEYS)])
+    keys = LIVE_KEYS if len(LIVE_KEYS) < width else LIVE_KEYS[:max(width - 2, 1)] + "…"
+    lines.append([("class:keys", keys)])
     out: list[tuple[str, str]] = []
     for i, line in enumerate(lines):
         out += line + ([("", "\n")] if i < len(lines) - 1 else [])
@@ -405,36 +427,37 @@ def _history():
 class _LiveView:
     """The live panel's model side: preview what is being typed and time it."""
 
-    def __init__(self, repl: Repl):
+    def __init__(self, repl: Repl, width=lambda: 80):
         self.repl = repl
+        self.width = width  # the terminal's columns, asked at each redraw
         self.latency_ms = 0.0
         self._last: tuple = (None, None)  # (key, panel): prompt_toolkit asks several times per redraw
 
     def panel(self, text: str) -> list[tuple[str, str]]:
         s = self.repl.session
-        key = (text, len(s.context), id(s.base), s.sample_config, self.repl.show_k)
+        key = (text, len(s.context), id(s.base), s.sample_config, s.unknown, self.repl.show_k, self.width())
         if self._last[0] != key:
             self._last = (key, self._panel(text))
         return self._last[1]
 
     def _panel(self, text: str) -> list[tuple[str, str]]:
-        s, k = self.repl.session, self.repl.show_k
+        s, k, width = self.repl.session, self.repl.show_k, self.width()
         c = s.sample_config
         settings = f"   [T {c.temperature:g} · top-k {c.top_k} · top-p {c.top_p:g}]"
         if is_command(text):
             s.preview("")
-            return live_panel(None, k, "command: Enter runs it" + settings, _command_hint(text))
+            return live_panel(None, k, "command: Enter runs it" + settings, _command_hint(text), width)
         try:
             start = time.perf_counter()
             s.preview(unescape(text))
             prediction = s.prediction(k)
             self.latency_ms = 1000 * (time.perf_counter() - start)
         except CharlmError as e:
-            return live_panel(None, k, "cannot read that" + settings, str(e))
+            return live_panel(None, k, "cannot read that" + settings, in_repl_words(str(e)), width)
         if prediction is None:
-            return live_panel(None, k, "type to see what the model expects next" + settings)
+            return live_panel(None, k, "type to see what the model expects next" + settings, width=width)
         header = f"next · entropy {prediction.entropy:.2f} bits · {self.latency_ms:.1f} ms" + settings
-        return live_panel(prediction, k, header)
+        return live_panel(prediction, k, header, width=width)
 
     def top_token(self, text: str) -> str | None:
         if is_command(text):
@@ -460,7 +483,7 @@ def _run_live(repl: Repl, name: str) -> None:
     from prompt_toolkit.renderer import CPR_Support
     from prompt_toolkit.styles import Style
 
-    view = _LiveView(repl)
+    view = _LiveView(repl, width=lambda: prompt.app.output.get_size().columns)  # prompt: made below
     session = repl.session
     bindings = KeyBindings()
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from charlm.cli.options import device_option, impl_override_option, unknown_option
+from charlm.cli.options import complete_run, device_option, impl_override_option, unknown_option
 from charlm.config import SampleConfig
 from charlm.errors import ConfigError, TokenizerError
 
@@ -25,7 +25,7 @@ Examples:
   charlm sample checkpoints/shakespeare-lstm --num-samples 3 --top-p 0.9 --seed 7 > samples.txt
   charlm sample checkpoints/shakespeare-lstm -p "HAMLET:" -t 0 --impl reference    # same text, textbook cells
 """)
-@click.argument("checkpoint", type=click.Path(path_type=Path), required=False)
+@click.argument("checkpoint", type=click.Path(path_type=Path), required=False, shell_complete=complete_run)
 @click.option("-p", "--prompt", default=None,
               help="Text to continue (default: a newline, or the corpus's first character).")
 @click.option("-n", "--length", type=int, default=500, show_default=True,

@@ -27,7 +27,15 @@ from pathlib import Path
 
 import click
 
-from charlm.cli.options import command_line, device_option, duration, encoding_errors_option, given
+from charlm.cli.options import (
+    command_line,
+    complete_corpus,
+    complete_run,
+    device_option,
+    duration,
+    encoding_errors_option,
+    given,
+)
 from charlm.config import (
     CELLS,
     DROPOUT_KINDS,
@@ -59,13 +67,13 @@ Examples:
   charlm train corpora/ --glob 'kolaw*.txt' --cell gru --layers 1 --hidden 128 --epochs 2 --out runs/folder
   torchrun --standalone --nproc_per_node 2 -m charlm train shakespeare --time-budget 1m --out runs/ddp
 """)
-@click.argument("corpus", nargs=-1)
+@click.argument("corpus", nargs=-1, shell_complete=complete_corpus)
 @click.option("-o", "--out", type=click.Path(path_type=Path),
               help="Run folder (default: checkpoints/<corpus>-<cell>-<time>, with -<level> after <corpus> for byte and "
                    "subword runs).")
-@click.option("--resume", type=click.Path(path_type=Path),
+@click.option("--resume", type=click.Path(path_type=Path), shell_complete=complete_run,
               help="Continue the run in this folder exactly where it stopped, with its own corpus and settings.")
-@click.option("--from", "parent_run", metavar="RUN",
+@click.option("--from", "parent_run", metavar="RUN", shell_complete=complete_run,
               help="Start from RUN's weights, tokenizer and architecture (a run folder, or a shipped model by name: "
                    "base): fine-tune it on CORPUS (default: RUN's own corpus, for more time on a finished run).")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
