@@ -262,6 +262,10 @@ class SampleConfig:
     temperature: float = 0.8
     top_k: int = 0
     top_p: float = 1.0
+    # subtracted from a token's logit once for each time it occurs among the last penalty_window tokens
+    # (OpenAI's frequency penalty): a way out of loops, such as a run of spaces at a low temperature
+    frequency_penalty: float = 0.0
+    penalty_window: int = 64
 
     def __post_init__(self):
         if not math.isfinite(self.temperature):
@@ -272,6 +276,10 @@ class SampleConfig:
             raise ConfigError(f"--top-k must be 0 (off) or more, got {self.top_k}")
         if not 0.0 < self.top_p <= 1.0:
             raise ConfigError(f"--top-p must be in (0, 1], got {self.top_p}")
+        if not (math.isfinite(self.frequency_penalty) and self.frequency_penalty >= 0):
+            raise ConfigError(f"--frequency-penalty must be 0 (off) or more, got {self.frequency_penalty}")
+        if self.penalty_window < 1:
+            raise ConfigError(f"--penalty-window must be at least 1 token, got {self.penalty_window}")
 
 
 @dataclass(frozen=True)

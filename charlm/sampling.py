@@ -19,14 +19,19 @@ from charlm.config import SampleConfig
 from charlm.model import RNNLM, State
 
 
-def filter_logits(logits: torch.Tensor, config: SampleConfig, banned_id: int | None = None) -> torch.Tensor:
-    """Apply temperature, top-k and top-p (nucleus) to logits (..., V); returns probabilities (..., V).
+def filter_logits(logits: torch.Tensor, config: SampleConfig, banned_id: int | None = None,
+                  recent: torch.Tensor | None = None) -> torch.Tensor:
+    """Apply the frequency penalty, temperature, top-k and top-p (nucleus) to logits (..., V); returns
+    probabilities (..., V).
 
-    Temperature 0 puts all mass on the argmax (greedy). ``banned_id`` (the
-    tokenizer's unknown token) gets probability 0: it stands for no character,
-    so generating it would write U+FFFD into the text.
+    ``recent`` (..., V) counts each token among the last tokens (RecentTokens): with a frequency penalty, each
+    occurrence lowers the token's logit by it. Temperature 0 puts all mass on the argmax (greedy).
+    ``banned_id`` (the tokenizer's unknown token) gets probability 0: it stands for no character, so
+    generating it would write U+FFFD into the text.
     """
     logits = logits.float()
+    if config.frequency_penalty and recent is not None:
+        logits = logits - config.frequency_penalty * recent
     if banned_id is not None:
         logits = logits.clone()
         logits[..., banned_id] = float("-inf")
@@ -61,6 +66,27 @@ def sample_ids(probs: torch.Tensor, generator: torch.Generator | None = None) ->
     cdf = probs.cumsum(-1)  # (S, V)
     uniform = 1.0 - torch.rand(probs.shape[0], 1, generator=generator, device=probs.device)  # (S, 1) in (0, 1]
     return torch.searchsorted(cdf, uniform * cdf[:, -1:]).squeeze(-1)
+
+
+class RecentTokens:
+    """How often each token occurred among the last ``window`` tokens of each of S sequences: ``counts`` (S, V),
+    for the frequency penalty."""
+
+    def __init__(self, num_samples: int, vocab_size: int, window: int, prompt_ids: torch.Tensor,
+                 device: torch.device | str = "cpu"):
+        self.window = window
+        self.counts = torch.zeros(num_samples, vocab_size, device=device)
+        self.history: list[torch.Tensor] = []  # the last ``window`` tokens, each (S,)
+        for token in prompt_ids[-window:].tolist():
+            self.add(torch.full((num_samples,), token, device=device))
+
+    def add(self, ids: torch.Tensor) -> None:
+        """Count the next token of every sequence (S,), forgetting the one that leaves the window."""
+        rows = torch.arange(len(ids), device=ids.device)
+        self.counts[rows, ids] += 1
+        self.history.append(ids)
+        if len(self.history) > self.window:
+            self.counts[rows, self.history.pop(0)] -= 1
 
 
 class Predictor:
@@ -113,11 +139,16 @@ def generate(
         return
     predictor = Predictor(model, device, batch_size=num_samples)
     logits = predictor.feed(prompt_ids)  # (S, V)
+    recent = None
+    if config.frequency_penalty:
+        recent = RecentTokens(num_samples, logits.shape[-1], config.penalty_window, prompt_ids, predictor.device)
     for _ in range(length):
-        probs = filter_logits(logits, config, banned_id)  # (S, V)
+        probs = filter_logits(logits, config, banned_id, recent.counts if recent is not None else None)  # (S, V)
         if config.temperature == 0:
             next_ids = probs.argmax(-1)  # (S,)
         else:
             next_ids = sample_ids(probs, generator)  # (S,)
+        if recent is not None:
+            recent.add(next_ids)
         yield next_ids
         logits = predictor.feed(next_ids.unsqueeze(-1))

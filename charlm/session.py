@@ -220,10 +220,19 @@ class Session:
     def _next_token(self, config: SampleConfig) -> int:
         """The id to write after the committed context under ``config`` (greedy at temperature 0), never the
         tokenizer's unknown token."""
-        probs = filter_logits(self.base.logits[0], config, self.tokenizer.unk_id)  # (V,)
+        probs = filter_logits(self.base.logits[0], config, self.tokenizer.unk_id, self._recent(config))  # (V,)
         if config.temperature == 0:
             return int(probs.argmax())
         return int(sample_ids(probs[None], self.generator))
+
+    def _recent(self, config: SampleConfig) -> torch.Tensor | None:
+        """(V,) counts of each token among the context's last ``penalty_window`` tokens, when there is a
+        frequency penalty to apply."""
+        if not config.frequency_penalty:
+            return None
+        tail = self.context[-4 * config.penalty_window:]  # more characters than the window holds tokens
+        ids = self.tokenizer.encode(tail, unknown="skip")[-config.penalty_window:].astype("int64")
+        return torch.bincount(torch.from_numpy(ids), minlength=self.tokenizer.vocab_size).float()
 
     @staticmethod
     def _probs(point: _Point) -> torch.Tensor | None:

@@ -236,11 +236,11 @@ def test_repl_piped_input(invoke, trained_run, tmp_path):
     lines = result.stdout.splitlines()
     assert re.fullmatch(r"entropy \d+\.\d\d bits \| (\S+ \d\.\d{3}  ){2}\S+ \d\.\d{3}", lines[0])
     assert lines[2].startswith("the c") and len(lines[2]) == 6  # :context after one accepted character
-    assert "temperature 0, top-k 0, top-p 1, seed 0" in lines
+    assert "temperature 0, top-k 0, top-p 1, frequency penalty 0, seed 0" in lines
     assert saved.read_text(encoding="utf-8").startswith("the c") and len(saved.read_text(encoding="utf-8")) == 10
     assert lines.count("context cleared") == 1 and ":gen [N]" in result.stdout
     assert re.search(r"entropy \S+ bits \| \S+ \d\.\d{3}  \S+ \d\.\d{3}$", result.stdout, re.M)  # :k 2
-    assert lines.count("temperature 0, top-k 5, top-p 0.9, seed 3") == 2  # after :seed, and :settings
+    assert lines.count("temperature 0, top-k 5, top-p 0.9, frequency penalty 0, seed 3") == 2  # after :seed, and :settings
     assert re.search(r"^error: .*no/such/dir\.txt", result.stderr, re.M)  # a one-line error, and the REPL goes on
     assert "error: unknown command :bogus" in result.stderr
     assert "error: :temp must be 0 (greedy) or more" in result.stderr
@@ -393,7 +393,7 @@ def test_live_repl_in_a_terminal(trained_run, tmp_path):
     term.send("\x03")
     term.wait_for(r"\[stopped\]")
     term.send(":temp 0.5\r")
-    term.wait_for("^temperature 0.5, top-k 0, top-p 1, seed 0$")
+    term.wait_for("^temperature 0.5, top-k 0, top-p 1, frequency penalty 0, seed 0$")
     term.send(":undo\r:context\r")  # the whole generation is one undo step
     term.wait_for(r":context\n" + re.escape(context) + "$")
     term.send("\x1b[A")  # ↑ recalls the last line from the history

@@ -31,7 +31,7 @@ def test_read_curves_and_figures(written_run):
     rows = dict(report_rows(run))
     assert rows["steps"] == "40" and rows["time"] == "2.0 min"  # the last record: val at 121 s
     assert rows["best val loss"] == "2.2500 at step 40" and rows["best val bpc"] == "3.2500"
-    assert rows["tokens/s (median)"] == "1,025" and rows["last train loss"] == "2.6000"
+    assert rows["tokens/s while training (median)"] == "1,025" and rows["last train loss"] == "2.6000"
     assert rows["events"] == "1; last: loss was NaN; rolled back"
     assert rows["model"].startswith("LSTM 1×16")
     assert curves.time_axis(run) == (60.0, "min")

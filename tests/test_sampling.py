@@ -59,3 +59,44 @@ def test_sample_ids_at_the_ends_of_the_uniform_range(monkeypatch):
     for u in (0.0, 1.0 - 2**-24):  # torch.rand's smallest and largest float32 values
         monkeypatch.setattr(torch, "rand", lambda *shape, u=u, **kw: torch.full(shape, u))
         assert sample_ids(probs).item() in (1, 2)
+
+
+def test_the_frequency_penalty_lowers_each_logit_by_its_count():
+    logits = torch.tensor([[2.0, 1.0, 0.5, -1.0]])
+    recent = torch.tensor([[3.0, 0.0, 1.0, 0.0]])
+    config = SampleConfig(temperature=0.7, frequency_penalty=0.25)
+    expected = torch.softmax((logits - 0.25 * recent) / 0.7, dim=-1)
+    torch.testing.assert_close(filter_logits(logits, config, recent=recent), expected)
+    torch.testing.assert_close(filter_logits(logits, SampleConfig(temperature=0.7), recent=recent),
+                               torch.softmax(logits / 0.7, dim=-1))  # no penalty: the counts do nothing
+
+
+def test_recent_tokens_count_only_the_window():
+    from charlm.sampling import RecentTokens
+
+    recent = RecentTokens(2, 5, window=3, prompt_ids=torch.tensor([4, 4, 1, 2]))  # the last 3: 4, 1, 2
+    assert recent.counts.tolist() == [[0, 1, 1, 0, 1]] * 2
+    recent.add(torch.tensor([3, 1]))  # 4 leaves the window
+    assert recent.counts.tolist() == [[0, 1, 1, 1, 0], [0, 2, 1, 0, 0]]
+
+
+def test_a_greedy_loop_is_broken_after_as_many_repeats_as_the_margin_allows():
+    """A model that prefers token 1 by 1.0 nats everywhere: greedy writes it forever; a penalty of 0.3 lets it
+    repeat while its lead lasts (four times: 1.0 - 4 × 0.3 < 0), then another token takes over."""
+    torch.manual_seed(0)
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=4, embed_size=3, dropout=0.0), vocab_size=4)
+    with torch.no_grad():
+        model.decoder.weight.zero_()
+        model.decoder.bias.copy_(torch.tensor([-5.0, 1.0, 0.0, -5.0]))
+    prompt = torch.tensor([0])
+    plain = torch.cat(list(generate(model, prompt, 8, SampleConfig(temperature=0)))).tolist()
+    assert plain == [1] * 8
+    broken = torch.cat(list(generate(model, prompt, 8, SampleConfig(temperature=0, frequency_penalty=0.3)))).tolist()
+    assert broken[:5] == [1, 1, 1, 1, 2] and 2 in broken[5:]
+
+
+def test_penalty_settings_are_checked():
+    with pytest.raises(Exception, match="--frequency-penalty must be 0"):
+        SampleConfig(frequency_penalty=-0.1)
+    with pytest.raises(Exception, match="--penalty-window must be at least 1"):
+        SampleConfig(penalty_window=0)

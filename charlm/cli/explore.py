@@ -389,7 +389,7 @@ def report_rows(run) -> list[tuple[str, str]]:
     rows += [("steps", f"{step:,}"), ("time", _duration(elapsed))]
     rate = curves.median_rate(run)
     if rate is not None:
-        rows.append(("tokens/s (median)", f"{rate:,.0f}"))
+        rows.append(("tokens/s while training (median)", f"{rate:,.0f}"))
     if run.train.loss:
         rows.append(("last train loss", f"{run.train.loss[-1]:.4f}"))
     best = curves.best(run)

@@ -47,7 +47,7 @@ HELP = """commands (a line that starts with ':' and a letter):
   TEXT          feed TEXT to the model (\\n \\t \\\\ are newline, tab, backslash; \\: a leading colon)
   :gen [N]      generate N tokens from here (default 200; a few more to finish a syllable; Ctrl-C stops)
   :accept       append the most likely next token (an empty line does the same; Tab in live mode)
-  :temp T  :topk K  :topp P  :seed S     sampling settings for :gen (:settings shows them)
+  :temp T  :topk K  :topp P  :penalty F  :seed S     sampling settings for :gen (:settings shows them)
   :k N          show N predictions
   :undo         take back the last input, acceptance or generation
   :reset        forget everything (empty context)
@@ -191,6 +191,8 @@ class Repl:
                 self._set(top_k=int(arg))
             elif name == "topp":
                 self._set(top_p=float(arg))
+            elif name == "penalty":
+                self._set(frequency_penalty=float(arg))
             elif name == "seed":
                 s.set_seed(int(arg))
                 self.show_settings()
@@ -229,14 +231,16 @@ class Repl:
         try:
             self.session.sample_config = replace(self.session.sample_config, **change)  # validates
         except ConfigError as e:  # its message names the sample command's options
-            for option, command in (("--temperature", ":temp"), ("--top-k", ":topk"), ("--top-p", ":topp")):
+            for option, command in (("--temperature", ":temp"), ("--top-k", ":topk"), ("--top-p", ":topp"),
+                                    ("--frequency-penalty", ":penalty")):
                 e = ConfigError(str(e).replace(option, command))
             raise e from None
         self.show_settings()
 
     def show_settings(self) -> None:
         c, s = self.session.sample_config, self.session
-        console.out.print(f"temperature {c.temperature:g}, top-k {c.top_k}, top-p {c.top_p:g}, seed {s.seed}")
+        console.out.print(f"temperature {c.temperature:g}, top-k {c.top_k}, top-p {c.top_p:g}, "
+                          f"frequency penalty {c.frequency_penalty:g}, seed {s.seed}")
 
     def save(self, name: str) -> None:
         if not name:

@@ -22,6 +22,7 @@ from charlm.errors import ConfigError, TokenizerError
 Examples:
   charlm sample checkpoints/shakespeare-lstm
   charlm sample checkpoints/shakespeare-lstm -p "HAMLET:" -n 400 -t 0.6
+  charlm sample checkpoints/shakespeare-lstm -p "HAMLET:" -n 400 -t 0.5 --frequency-penalty 0.2
   charlm sample checkpoints/shakespeare-lstm --num-samples 3 --top-p 0.9 --seed 7 > samples.txt
   charlm sample checkpoints/shakespeare-lstm -p "HAMLET:" -t 0 --impl reference    # same text, textbook cells
 """)
@@ -37,6 +38,11 @@ Examples:
               help="Sample among the k likeliest tokens (0 = all).")
 @click.option("--top-p", type=float, default=SampleConfig.top_p, show_default=True,
               help="Sample from the smallest set with this much probability (1 = all).")
+@click.option("--frequency-penalty", type=float, default=SampleConfig.frequency_penalty, show_default=True,
+              help="A repetition penalty: lower a token's logit by this for each time it occurred in the last "
+                   "--penalty-window tokens (0 = off; 0.1-0.3 breaks loops such as a run of spaces).")
+@click.option("--penalty-window", type=int, default=SampleConfig.penalty_window, show_default=True,
+              help="Tokens the frequency penalty looks back over.")
 @click.option("-s", "--seed", type=int, help="Seed for reproducible samples.")
 @click.option("--num-samples", type=int, default=1, show_default=True,
               help="Independent samples, generated as one batch.")
@@ -44,7 +50,8 @@ Examples:
 @unknown_option
 @impl_override_option
 @device_option
-def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samples, no_stream, unknown, impl, device):
+def sample(checkpoint, prompt, length, temperature, top_k, top_p, frequency_penalty, penalty_window, seed, num_samples,
+           no_stream, unknown, impl, device):
     """Generate text from a checkpoint, continuing PROMPT; only the text goes to stdout.
 
     Without CHECKPOINT, the pretrained Shakespeare model shipped with charlm is used.
@@ -56,7 +63,8 @@ def sample(checkpoint, prompt, length, temperature, top_k, top_p, seed, num_samp
     from charlm.sampling import generate
     from charlm.tokenizers.text import EXTRA_TOKENS
 
-    config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p)
+    config = SampleConfig(temperature=temperature, top_k=top_k, top_p=top_p, frequency_penalty=frequency_penalty,
+                          penalty_window=penalty_window)
     if length < 0:
         raise ConfigError(f"--length must be 0 or more, got {length}")
     if num_samples < 1:
