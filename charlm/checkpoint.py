@@ -144,11 +144,11 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     return h.hexdigest()
 
 
-def model_tensors(model: RNNLM) -> dict[str, torch.Tensor]:
+def model_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """The state_dict without the tied decoder weight (safetensors stores no shared tensors)."""
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     if model.config.tie_weights:
-        tensors.pop("decoder.weight")
+        tensors.pop("decoder.weight", None)  # a classifier's encoder has no decoder
     return tensors
 
 
@@ -290,7 +290,7 @@ def clear_old_run(out: Path) -> None:
 
 
 def create_run(run_dir: Path, tokenizer: Tokenizer, model_config: ModelConfig, train_config: TrainConfig,
-               corpus: dict, command: str, parent: dict | None = None) -> dict:
+               corpus: dict, command: str, parent: dict | None = None, write: bool = True) -> dict:
     """Write config.json and tokenizer.json for a new run; returns the config dict. ``parent`` is the lineage
     of the run it starts from (transfer.Parent.lineage), recorded as config.json's "parent"."""
     run_dir = Path(run_dir)
@@ -313,8 +313,9 @@ def create_run(run_dir: Path, tokenizer: Tokenizer, model_config: ModelConfig, t
     }
     if parent is not None:
         info["parent"] = parent
-    write_json(run_dir / TOKENIZER_FILE, tokenizer.to_dict())
-    write_json(run_dir / CONFIG_FILE, info)
+    if write:
+        write_json(run_dir / TOKENIZER_FILE, tokenizer.to_dict())
+        write_json(run_dir / CONFIG_FILE, info)
     return info
 
 
@@ -422,6 +423,9 @@ def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights
     """
     run_dir = find_run(run_dir)
     info = read_config(run_dir)
+    if info.get("kind") == CLASSIFIER:
+        raise CheckpointError(f"{run_dir} is a text classifier, not a language model: use charlm classify eval "
+                              f"or charlm classify predict {run_dir}")
     try:
         model_config = ModelConfig.from_dict(info["model"])
         train_config = TrainConfig.from_dict(info["train"])
@@ -450,6 +454,70 @@ def _verify_hash(path: Path, metadata: dict, tensors: dict) -> None:
     if tensors_sha256(tensors) != recorded:
         raise CheckpointError(f"{path} fails its content check (SHA-256 differs): the file is corrupted; retrain or "
                               "restore it")
+
+
+# ----- text classifiers -------------------------------------------------------------------------------------
+
+CLASSIFIER = "classifier"  # config.json's "kind" for a classifier run (a language model's has none)
+
+
+def create_classifier_run(run_dir: Path, tokenizer: Tokenizer, model_config: ModelConfig, train_config: TrainConfig,
+                          classifier: dict, labels: list[str], data: dict, command: str,
+                          parent: dict | None = None) -> dict:
+    """Write config.json and tokenizer.json for a new classifier run; returns the config dict. ``classifier``
+    is its ClassifierConfig as a dict, ``labels`` the class names in the head's order, ``data`` where the
+    examples came from and how many of each class training had."""
+    info = create_run(run_dir, tokenizer, model_config, train_config, {}, command, parent, write=False)
+    info = {"kind": CLASSIFIER, **{k: v for k, v in info.items() if k != "corpus"}, "classifier": classifier,
+            "labels": labels, "data": data}
+    write_json(Path(run_dir) / TOKENIZER_FILE, tokenizer.to_dict())
+    write_json(Path(run_dir) / CONFIG_FILE, info)
+    return info
+
+
+@dataclass
+class ClassifierCheckpoint:
+    """What ``load_classifier`` returns."""
+
+    model: torch.nn.Module  # classify.TextClassifier
+    tokenizer: Tokenizer
+    model_config: ModelConfig
+    train_config: TrainConfig
+    classifier: dict  # its ClassifierConfig as a dict
+    labels: list[str]
+    info: dict
+    weights: dict
+    run_dir: Path
+
+
+def load_classifier(run_dir: Path | str, device: torch.device | str = "cpu", weights: str = MODEL_FILE
+                    ) -> ClassifierCheckpoint:
+    """A classifier run's model (best weights by default), tokenizer and settings, every file verified."""
+    from charlm.classify import TextClassifier
+    from charlm.config import ClassifierConfig
+
+    run_dir = find_run(run_dir)
+    info = read_config(run_dir)
+    if info.get("kind") != CLASSIFIER:
+        raise CheckpointError(f"{run_dir} is a language model, not a text classifier: train one with charlm "
+                              f"classify train DATA --from {run_dir}")
+    try:
+        model_config, train_config = ModelConfig.from_dict(info["model"]), TrainConfig.from_dict(info["train"])
+        clf = ClassifierConfig.from_dict(info["classifier"])
+        labels = [str(label) for label in info["labels"]]
+    except (CharlmError, TypeError, KeyError) as e:
+        raise CheckpointError(f"{run_dir / CONFIG_FILE} has invalid settings ({e}): restore it or retrain") from None
+    tokenizer = load_tokenizer(run_dir, info)
+    model = TextClassifier(model_config, tokenizer.vocab_size, len(labels), clf)
+    path = run_dir / weights
+    tensors, metadata = _read_safetensors(path, "model weights")
+    _verify_hash(path, metadata, tensors)
+    if weights == LAST_FILE:
+        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    _load_weights(model, tensors, path)
+    key = "summary" if weights == MODEL_FILE else "progress"
+    return ClassifierCheckpoint(model.to(device), tokenizer, model_config, train_config, info["classifier"], labels,
+                                info, json.loads(metadata.get(key, "{}")), run_dir)
 
 
 @dataclass

@@ -311,6 +311,63 @@ class MemoryConfig:
                 raise ConfigError(message)
 
 
+POOLINGS = ("last", "mean", "max", "concat")  # concat: [last, max, mean], as ULMFiT pools
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """How a text classifier reads a text (beside its encoder's ModelConfig and its TrainConfig, whose
+    batch_size counts texts and whose seq_len is the window read at once, the state carried between windows)."""
+
+    pooling: str = "concat"  # POOLINGS: what of the outputs over the text the head sees
+    bidirectional: bool = False  # a second encoder reads each text backwards; the two are joined
+    grad_windows: int = 2  # gradients flow through a batch's last this many windows (ULMFiT's BPT3C)
+    head_dropout: float = 0.1  # on the pooled features, before the linear head
+    val_fraction: float = 0.1  # of every class, held out to validate
+    discriminative: float = 1.0  # with --from: each encoder layer down gets lr divided by this (ULMFiT: 2.6)
+    gradual_unfreeze: bool = False  # with --from: the head first, then one encoder layer more each stage
+
+    def __post_init__(self):
+        checks = [
+            (self.pooling in POOLINGS, f"unknown --pool {self.pooling!r}: choose {', '.join(POOLINGS)}"),
+            (self.grad_windows >= 1, f"--grad-windows must be at least 1, got {self.grad_windows}"),
+            (0.0 <= self.head_dropout < 1.0, f"--head-dropout must be in [0, 1), got {self.head_dropout}"),
+            (0.0 < self.val_fraction < 1.0, f"--val-fraction must be in (0, 1), got {self.val_fraction}"),
+            (self.discriminative >= 1.0, f"--discriminative must be 1 (off) or more, got {self.discriminative}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ClassifierConfig":
+        return _from_dict(cls, data)
+
+
+# The defaults of `charlm classify train` for what its user leaves out (docs/performance.md, "Classification").
+# Its time budget is DEFAULT_TIME_BUDGET; started from a language model it keeps the model's architecture.
+CLASSIFY_PRESET = {"cell": "gru", "hidden_size": 256, "dropout": 0.1, "weight_drop": 0.0, "weight_decay": 0.1,
+                   "batch_size": 32, "seq_len": 128, "warmup_steps": 20, "eval_every": 100}
+
+
+def resolve_classifier(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] | None = None
+                       ) -> tuple["ModelConfig", "TrainConfig"]:
+    """The encoder's ModelConfig and the TrainConfig of a new classifier from the options its user gave
+    (field names → values): CLASSIFY_PRESET fills what is left out; from a language model ``parent`` the
+    architecture and dropout come from it and the peak rate is FINE_TUNE's share of its own."""
+    settings = {k: v for k, v in CLASSIFY_PRESET.items() if k not in ("weight_decay",)} | dict(given)
+    settings.setdefault("weight_decay", CLASSIFY_PRESET["weight_decay"])
+    if parent is not None:
+        for name in ("cell", "hidden_size", "dropout", "weight_drop"):
+            if name not in given:
+                settings.pop(name, None)
+        return resolve(settings, parent)
+    return resolve(settings)
+
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)
 _UNIT_SECONDS = {None: 1, "s": 1, "sec": 1, "m": 60, "min": 60, "h": 3600, "hr": 3600}
 

@@ -137,6 +137,12 @@ class RNNLM(nn.Module):
 
     def forward(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """ids (B, T) int64, state or None (zeros) → logits (B, T, V), new state."""
+        x, state = self.encode(ids, state)  # (B, T, H)
+        return self.decoder(x), state  # logits (B, T, V)
+
+    def encode(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """ids (B, T) int64, state or None (zeros) → the top layer's outputs after dropout (B, T, H), new state:
+        the model without its decoder (a text classifier reads these)."""
         x = self.embed(ids)  # (B, T, E)
         new = []
         drop_connect = self.training and self.config.weight_drop > 0
@@ -153,7 +159,7 @@ class RNNLM(nn.Module):
                 x, s = layer(x, s)  # (B, T, H)
             x = self.drop(x)
             new.append(s)
-        return self.decoder(x), stack_layer_states(new)  # logits (B, T, V)
+        return x, stack_layer_states(new)
 
     def step(self, ids: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
         """One time step for generation: ids (B,) int64, state → logits (B, V), new state.

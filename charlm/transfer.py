@@ -81,6 +81,8 @@ def transplant(model: RNNLM, parent: Parent, tokenizer: Tokenizer, train_ids: np
     fresh[new_ids] = False
     state = {name: t.clone() for name, t in model.state_dict().items()}
     for name, old in parent.state.items():
+        if name not in state:  # a classifier's encoder has no decoder
+            continue
         new = state[name]
         if name == "embedding.weight":
             new[new_ids] = old[old_ids]
@@ -96,11 +98,11 @@ def transplant(model: RNNLM, parent: Parent, tokenizer: Tokenizer, train_ids: np
             new[:, fresh] = 0.0
         else:
             new.copy_(old)
-    if model.config.tie_weights:
+    if model.config.tie_weights and "decoder.weight" in state:
         state["decoder.weight"] = state["embedding.weight"]
     model.load_state_dict(state)
     n_fresh = int(fresh.sum())
-    if n_fresh:
+    if n_fresh and hasattr(model, "decoder"):
         _set_new_biases(model, fresh, train_ids)
     return n_fresh
 

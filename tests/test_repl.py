@@ -240,7 +240,8 @@ def test_repl_piped_input(invoke, trained_run, tmp_path):
     assert saved.read_text(encoding="utf-8").startswith("the c") and len(saved.read_text(encoding="utf-8")) == 10
     assert lines.count("context cleared") == 1 and ":gen [N]" in result.stdout
     assert re.search(r"entropy \S+ bits \| \S+ \d\.\d{3}  \S+ \d\.\d{3}$", result.stdout, re.M)  # :k 2
-    assert lines.count("temperature 0, top-k 5, top-p 0.9, frequency penalty 0, seed 3") == 2  # after :seed, and :settings
+    settings = "temperature 0, top-k 5, top-p 0.9, frequency penalty 0, seed 3"
+    assert lines.count(settings) == 2  # after :seed, and :settings
     assert re.search(r"^error: .*no/such/dir\.txt", result.stderr, re.M)  # a one-line error, and the REPL goes on
     assert "error: unknown command :bogus" in result.stderr
     assert "error: :temp must be 0 (greedy) or more" in result.stderr

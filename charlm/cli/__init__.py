@@ -64,6 +64,7 @@ def main() -> None:
 
 
 def _register() -> None:
+    from charlm.cli.classify import classify
     from charlm.cli.diagnose import COMMANDS as DIAGNOSE_COMMANDS
     from charlm.cli.eval import eval_
     from charlm.cli.explore import COMMANDS as EXPLORE_COMMANDS
@@ -71,7 +72,7 @@ def _register() -> None:
     from charlm.cli.sample import sample
     from charlm.cli.train import train
 
-    for command in (train, eval_, sample, repl, *EXPLORE_COMMANDS, *DIAGNOSE_COMMANDS):
+    for command in (train, eval_, sample, repl, *EXPLORE_COMMANDS, *DIAGNOSE_COMMANDS, classify):
         cli.add_command(command)
 
 

@@ -426,7 +426,7 @@ def read_with_progress(steps):
 # ----- training ---------------------------------------------------------------------------------------------
 
 
-class _StopOnSignal:
+class StopOnSignal:
     """First Ctrl-C / SIGTERM: finish the step, save, exit non-zero. Second Ctrl-C: abort at once."""
 
     def __init__(self, trainer):
@@ -543,7 +543,7 @@ def _train_and_render(setup: _Setup, save_every: int | None, started: float) -> 
     bar = console.training_progress() if live else None
     fields = dict(step=p.step, loss="–", val="–", ppl="–", bpc="–", rate="–")
     try:
-        with _StopOnSignal(trainer), (bar or _NoBar()):
+        with StopOnSignal(trainer), (bar or NoBar()):
             task = bar.add_task("train", total=1000, **fields) if bar else None
             for report in trainer.run():
                 if isinstance(report, StepReport):
@@ -593,7 +593,7 @@ def _train_and_render(setup: _Setup, save_every: int | None, started: float) -> 
     return 0
 
 
-class _NoBar:
+class NoBar:
     """Stands in for the progress bar's context when there is none (a log)."""
 
     def __enter__(self):
