@@ -22,8 +22,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-ARGS = ["--max-steps", "600", "--save-every", "25", "--eval-every", "150", "--hidden", "64", "--embed", "16",
-        "--batch-size", "16", "--seq-len", "32", "--dropout", "0.1", "--deterministic"]
+ARGS = ["--save-every", "25", "--eval-every", "150", "--hidden", "64", "--embed", "16", "--batch-size", "16",
+        "--seq-len", "32", "--dropout", "0.1", "--deterministic"]
 
 
 def charlm(*args) -> list[str]:
@@ -45,16 +45,18 @@ def main() -> None:
     parser.add_argument("--kills", type=int, default=20)
     parser.add_argument("--corpus", default="shakespeare")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps", type=int, default=600, help="steps of the run (killed and resumed)")
     args = parser.parse_args()
+    run_args = ["--max-steps", str(args.steps), *ARGS]
     rng = random.Random(args.seed)
     with tempfile.TemporaryDirectory() as tmp:
         straight, crashed = Path(tmp) / "straight", Path(tmp) / "crashed"
         start = time.perf_counter()
-        subprocess.run(charlm("train", args.corpus, "--out", straight, *ARGS), check=True, capture_output=True)
+        subprocess.run(charlm("train", args.corpus, "--out", straight, *run_args), check=True, capture_output=True)
         straight_seconds = time.perf_counter() - start
 
         kills, redone = 0, []
-        command = charlm("train", args.corpus, "--out", crashed, *ARGS)
+        command = charlm("train", args.corpus, "--out", crashed, *run_args)
         while True:
             before = saved_step(crashed)
             proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -69,7 +71,10 @@ def main() -> None:
                 after = saved_step(crashed)
                 redone.append(after)
                 print(f"kill {kills:2d}: saved state at step {after} (was {before})")
-                command = charlm("train", "--resume", crashed)
+                if (crashed / "last.safetensors").exists():
+                    command = charlm("train", "--resume", crashed)
+                else:  # killed before its first save: nothing to resume, so it starts again
+                    command = charlm("train", args.corpus, "--out", crashed, "--force", *run_args)
                 continue
             if proc.wait() != 0:
                 sys.exit("the final resume failed")

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from charlm import model as model_module
 from charlm import sampling
-from charlm.config import DROPOUT_KINDS, ModelConfig, SampleConfig, TrainConfig
+from charlm.config import DROPOUT_KINDS, PARALLEL_CELLS, ModelConfig, SampleConfig, TrainConfig
 from charlm.evaluate import evaluate
 from charlm.model import RNNLM
 from charlm.runtime import autocast_dtype, select_device, tune_allocator
@@ -72,12 +72,16 @@ def matmul_ceiling(dtype: torch.dtype, m: int, k: int, n: int, repeats: int = 1)
     return 2 * m * k * n * repeats / best_of(products) / 1e9
 
 
+GATES = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1, "mingru": 2, "minlstm": 3}
+
+
 def matmul_params(config: ModelConfig, vocab: int) -> int:
-    """Weights that take part in matrix products per token (embeddings are lookups, not products)."""
-    gates = {"lstm": 4, "gru": 3, "rnn": 1, "rnn-relu": 1}[config.cell]
-    h = config.hidden_size
+    """Weights that take part in matrix products per token (embeddings are lookups, not products; the parallel
+    cells have no recurrent weights)."""
+    gates, h = GATES[config.cell], config.hidden_size
+    recurrent = 0 if config.cell in PARALLEL_CELLS else h
     first_in = config.embed_size or vocab
-    layers = gates * h * (first_in + h) + (config.num_layers - 1) * gates * h * (2 * h)
+    layers = gates * h * (first_in + recurrent) + (config.num_layers - 1) * gates * h * (h + recurrent)
     return layers + h * vocab
 
 
@@ -144,7 +148,8 @@ def generation_tokens_per_s(model: RNNLM, n: int, path: str) -> float:
 def step_products_seconds(model: RNNLM) -> float:
     """Time of the batch-1 matrix-vector products in one generation step (every layer's input and recurrent
     weights and the decoder), float32: a floor under a step that no amount of Python can lower."""
-    shapes = [w.shape for layer in model.layer_weights for w in layer[:2]] + [model.decoder.weight.shape]
+    shapes = [w.shape for layer in model.layer_weights for w in layer[:2] if w is not None]  # no W_hh: parallel
+    shapes.append(model.decoder.weight.shape)
     products = [(torch.randn(1, cols, device=DEVICE), torch.randn(rows, cols, device=DEVICE)) for rows, cols in shapes]
 
     def step():
@@ -182,10 +187,11 @@ def main() -> None:
     print(f"model: {config.cell} {config.num_layers}x{h}, embed {config.embed_size}, batch {args.batch_size} x seq "
           f"{args.seq_len}; {matmul_params(config, VOCAB):,} matmul parameters; {where}")
     repeats = 1 if cpu else 20  # one GPU product of these shapes takes microseconds: time a run of them
-    fp32 = matmul_ceiling(torch.float32, rows, h, 4 * h, repeats)
-    bf16 = matmul_ceiling(torch.bfloat16, rows, h, 4 * h, repeats)
+    width = GATES[config.cell] * h  # the training shape: a window's inputs by one layer's gate weights
+    fp32 = matmul_ceiling(torch.float32, rows, h, width, repeats)
+    bf16 = matmul_ceiling(torch.bfloat16, rows, h, width, repeats)
     ceiling = max(fp32, bf16)
-    print(f"matmul ceiling ({rows}x{h} @ {h}x{4 * h}): float32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
+    print(f"matmul ceiling ({rows}x{h} @ {h}x{width}): float32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s")
     if not cpu:
         chip = matmul_ceiling(torch.bfloat16, 8192, 8192, 8192, repeats=5)
         print(f"the chip's bf16 ceiling (8192x8192 @ 8192x8192): {chip:,.0f} GFLOP/s")
@@ -214,7 +220,10 @@ def main() -> None:
               f"{standard_rate / rate:.2f}x)")
     if cpu and config.cell == "gru":
         torch.manual_seed(0)
-        with mock.patch.object(model_module, "gru_layer", lambda layer, x, state: layer(x, state)):
+        def nn_gru(layer, x, state, weights):  # torch's own GRU on the (possibly weight-dropped) weights
+            return torch.func.functional_call(layer, {"weight_hh_l0": weights[1]}, (x, state))
+
+        with mock.patch.object(model_module, "gru_layer", nn_gru):
             rate = train_tokens_per_s(RNNLM(dataclasses.replace(config, dropout_kind="standard"), VOCAB), train, amp)
         print(f"  the same with nn.GRU's autograd: {rate:,.0f} tokens/s (charlm.gru {standard_rate / rate:.2f}x)")
     val = torch.randint(0, VOCAB, (111_540,)).numpy()

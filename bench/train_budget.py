@@ -1,6 +1,6 @@
 """Quality per minute: train for a fixed wall-clock budget and report validation loss and speed.
 
-Trains charlm's default configuration for the budget (charlm.config.budget_preset) on
+Trains charlm's default configuration for the budget (the preset table charlm.config.resolve reads) on
 tinyshakespeare (first 90% train, last 10% validation, as nanoGPT splits it) and,
 in the same run, a baseline: the
 configuration of PyTorch's word_language_model example at character level

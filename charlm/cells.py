@@ -85,8 +85,72 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
     return (1 - z) * h + z * h_tilde
 
 
+def min_gates(cell: str, gates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The coefficients of h_t = a_t ⊙ h_{t-1} + b_t from a parallel cell's gate pre-activations (…, G·H),
+    which depend on x_t alone (Feng et al. 2024, "Were RNNs All We Needed?")::
+
+        minGRU   z = σ(·), h̃ = (·)                     a = 1 − z,   b = z ⊙ h̃
+        minLSTM  f = σ(·), i = σ(·), h̃ = (·)           a = f / (f + i),   b = i / (f + i) ⊙ h̃
+    """
+    if cell == "mingru":
+        g_z, h_tilde = gates.chunk(2, dim=-1)
+        z = torch.sigmoid(g_z)
+        return 1 - z, z * h_tilde
+    g_f, g_i, h_tilde = gates.chunk(3, dim=-1)
+    f, i = torch.sigmoid(g_f), torch.sigmoid(g_i)
+    total = f + i
+    return f / total, i / total * h_tilde
+
+
+def min_input(x: torch.Tensor) -> torch.Tensor:
+    """What a parallel cell's gates read: GELU of the layer's input. With no recurrent product, this is the
+    nonlinearity between stacked layers (each layer's h is a linear function of the previous h)."""
+    return torch.nn.functional.gelu(x)
+
+
+def min_gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
+    """minGRU step: x (B, I), h (B, H) → h (B, H); w_hh and b_hh are None (no recurrent weights)."""
+    a, b = min_gates("mingru", min_input(x) @ w_ih.T + b_ih)
+    return a * h + b
+
+
+def min_lstm_cell(x, h, w_ih, w_hh, b_ih, b_hh):
+    """minLSTM step: x (B, I), h (B, H) → h (B, H); w_hh and b_hh are None (no recurrent weights)."""
+    a, b = min_gates("minlstm", min_input(x) @ w_ih.T + b_ih)
+    return a * h + b
+
+
 REFERENCE_CELLS: dict[str, Callable] = {"rnn": rnn_tanh_cell, "rnn-relu": rnn_relu_cell, "lstm": lstm_cell,
-                                        "gru": gru_cell}
+                                        "gru": gru_cell, "mingru": min_gru_cell, "minlstm": min_lstm_cell}
+
+
+class MinRNN(nn.Module):
+    """One minGRU or minLSTM layer over a window, batch-first: x (B, T, I), state (1, B, H) or None → outputs
+    (B, T, H), final state (1, B, H). All gates of the window in one matrix product, then the element-wise
+    scan of charlm.scan. Its weights are named as a one-layer nn.RNN's input weights (``weight_ih_l0``,
+    ``bias_ih_l0``); it has no recurrent ones."""
+
+    def __init__(self, cell: str, input_size: int, hidden_size: int, batch_first: bool = True):
+        super().__init__()
+        assert batch_first
+        self.cell, self.hidden_size = cell, hidden_size
+        gates = 2 if cell == "mingru" else 3
+        bound = hidden_size ** -0.5  # torch's RNN initialisation
+        self.weight_ih_l0 = nn.Parameter(torch.empty(gates * hidden_size, input_size).uniform_(-bound, bound))
+        self.bias_ih_l0 = nn.Parameter(torch.empty(gates * hidden_size).uniform_(-bound, bound))
+
+    @property
+    def all_weights(self) -> list[Weights]:
+        """[[w_ih, w_hh, b_ih, b_hh]] as nn.RNNBase has them, with None for the recurrent weights it lacks."""
+        return [[self.weight_ih_l0, None, self.bias_ih_l0, None]]
+
+    def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, weights: Weights | None = None):
+        from charlm.scan import linear_scan
+
+        w_ih, _, b_ih, _ = weights or self.all_weights[0]
+        a, b = min_gates(self.cell, min_input(x) @ w_ih.T + b_ih)  # (B, T, H) each, the window at once
+        h = linear_scan(a, b, None if state is None else state[0])  # (B, T, H)
+        return h, h[:, -1][None]
 
 
 def layers_step(cell: Callable, x: torch.Tensor, state, weights: list[Weights]):
@@ -121,7 +185,9 @@ class TimeRNN(nn.Module):
 
     def zero_state(self, x: torch.Tensor, weights: list[Weights]):
         """Zeros shaped (layers, B, H) (twice for the LSTM), on x's device and dtype."""
-        h = x.new_zeros(len(weights), x.shape[0], weights[0][1].shape[1])
+        w_ih, w_hh = weights[0][0], weights[0][1]
+        hidden = w_hh.shape[1] if w_hh is not None else w_ih.shape[0] // (2 if self.cell_name == "mingru" else 3)
+        h = x.new_zeros(len(weights), x.shape[0], hidden)
         return (h, torch.zeros_like(h)) if self.cell_name == "lstm" else h
 
     def unroll(self, x: torch.Tensor, state, weights: list[Weights]):

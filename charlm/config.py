@@ -21,7 +21,8 @@ from typing import Any
 
 from charlm.errors import ConfigError
 
-CELLS = ("lstm", "gru", "rnn", "rnn-relu")
+CELLS = ("lstm", "gru", "rnn", "rnn-relu", "mingru", "minlstm")
+PARALLEL_CELLS = ("mingru", "minlstm")  # gates from x_t alone: no recurrent weights, an element-wise scan
 DROPOUT_KINDS = ("locked", "standard")  # one mask per sequence, or a fresh mask per time step
 IMPLS = ("fused", "reference")  # torch's fused kernels, or charlm.cells' textbook equations over a time loop
 OPTIMIZERS = ("adamw", "sgd")
@@ -84,7 +85,7 @@ FINE_TUNE = FineTunePreset("--from RUN", 0.4, 20)
 # The ModelConfig fields a run started from a parent takes from it, whatever it is given.
 ARCHITECTURE_FIELDS = ("cell", "num_layers", "hidden_size", "embed_size", "tie_weights")
 # Peak learning rate by cell when --lr is not given: 1e-2 is the LSTM's best, and makes a GRU's training drift away.
-LR_BY_CELL = {"lstm": 1e-2, "gru": 3e-3, "rnn": 3e-3, "rnn-relu": 3e-3}
+LR_BY_CELL = {"lstm": 1e-2, "gru": 3e-3, "rnn": 3e-3, "rnn-relu": 3e-3, "mingru": 3e-3, "minlstm": 3e-3}
 DEFAULT_TIME_BUDGET = 300.0  # seconds, for a run given no --epochs, --max-steps or --time-budget
 
 
@@ -135,6 +136,8 @@ def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] |
     for name in PRESET_FIELDS:
         if settings.get(name) is None:
             settings[name] = getattr(row, name)
+            if name == "weight_drop" and settings["cell"] in PARALLEL_CELLS:
+                settings[name] = 0.0  # no recurrent weights to drop
     if settings.get("lr") is None:
         settings["lr"] = LR_BY_CELL.get(settings["cell"], LR_BY_CELL[UNBUDGETED.cell])
     model_names = {f.name for f in fields(ModelConfig)}
@@ -173,6 +176,9 @@ class ModelConfig:
             raise ConfigError(f"--dropout must be in [0, 1), got {self.dropout}")
         if not 0.0 <= self.weight_drop < 1.0:
             raise ConfigError(f"--weight-drop must be in [0, 1), got {self.weight_drop}")
+        if self.weight_drop and self.cell in PARALLEL_CELLS:
+            raise ConfigError(f"--weight-drop drops recurrent weights W_h, and a {self.cell} has none: "
+                              "drop --weight-drop (or use --dropout)")
         if self.tie_weights and self.embed_size != self.hidden_size:
             raise ConfigError(
                 f"--tie-weights needs --embed equal to --hidden (got {self.embed_size} and {self.hidden_size})"

@@ -30,20 +30,24 @@ state; it knows nothing of characters, losses or files.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from charlm.cells import REFERENCE_CELLS, TimeRNN, Weights, layers_step
+from charlm.cells import REFERENCE_CELLS, MinRNN, TimeRNN, Weights, layers_step
 from charlm.config import ModelConfig
 from charlm.gru import gru_layer
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]  # h, or (h, c) for the LSTM; each (layers, B, H)
 
-_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN}
+_RNN_CLASSES = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN, "rnn-relu": nn.RNN,
+                "mingru": functools.partial(MinRNN, "mingru"), "minlstm": functools.partial(MinRNN, "minlstm")}
 # torch's single-step kernels: one call per layer and time step, same maths as the fused modules
 _CELL_STEPS = {"lstm": torch.lstm_cell, "gru": torch.gru_cell, "rnn": torch.rnn_tanh_cell,
-               "rnn-relu": torch.rnn_relu_cell}
+               "rnn-relu": torch.rnn_relu_cell, "mingru": REFERENCE_CELLS["mingru"],
+               "minlstm": REFERENCE_CELLS["minlstm"]}
 
 
 class StandardDropout(nn.Dropout):
@@ -153,6 +157,8 @@ class RNNLM(nn.Module):
                 x, s = self.time_rnn(x, s, [weights])  # (B, T, H)
             elif self.config.cell == "gru" and x.device.type == "cpu" and torch.is_grad_enabled():
                 x, s = gru_layer(layer, x, s, weights)  # (B, T, H); nn.GRU's function, faster to train on CPU
+            elif isinstance(layer, MinRNN):
+                x, s = layer(x, s)  # (B, T, H): one product for the window's gates, then the scan
             elif drop_connect:  # the fused kernel on the dropped W_hh, gradients flowing back through the mask
                 x, s = torch.func.functional_call(layer, {"weight_hh_l0": weights[1]}, (x, s))
             else:

@@ -97,7 +97,7 @@ def test_training_forward_agrees_across_implementations_dropout_included(cell, k
     assert not torch.allclose(a, fused.eval()(ids)[0])  # dropout did act
 
 
-@pytest.mark.parametrize("cell", CELLS)
+@pytest.mark.parametrize("cell", [*CELLS, "mingru", "minlstm"])
 def test_model_forward_and_step_agree_across_implementations(cell):
     torch.manual_seed(0)
     config = ModelConfig(cell=cell, num_layers=2, hidden_size=H, embed_size=I, dropout=0.0)

@@ -23,7 +23,7 @@ def tiny_model(cell, num_layers=2, hidden_size=5):
     return model.eval(), tokenizer
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "rnn-relu", "mingru", "minlstm"])
 def test_trace_matches_the_fused_module(cell):
     model, tokenizer = tiny_model(cell)
     ids = tokenizer.encode(TEXT).astype(np.int64)

@@ -7,7 +7,8 @@ from charlm.config import ModelConfig
 from charlm.errors import ConfigError
 from charlm.model import RNNLM, LockedDropout, StandardDropout, detach_state
 
-CELLS = ["rnn", "rnn-relu", "lstm", "gru"]
+CELLS = ["rnn", "rnn-relu", "lstm", "gru", "mingru", "minlstm"]
+RECURRENT_WEIGHT_CELLS = ["rnn", "rnn-relu", "lstm", "gru"]  # the cells weight drop applies to
 
 
 @pytest.mark.parametrize("cell", CELLS)
@@ -144,7 +145,8 @@ def _w_hh_masks(model: RNNLM, seed: int) -> list[torch.Tensor]:
     return [model.weight_drop(torch.ones_like(layer.weight_hh_l0)) for layer in model.layers]
 
 
-@pytest.mark.parametrize("cell, impl", [(c, "fused") for c in CELLS] + [("gru", "reference"), ("lstm", "reference")])
+@pytest.mark.parametrize("cell, impl", [(c, "fused") for c in RECURRENT_WEIGHT_CELLS]
+                         + [("gru", "reference"), ("lstm", "reference")])
 def test_weight_drop_runs_the_model_on_one_masked_recurrent_matrix_per_layer(cell, impl):
     torch.manual_seed(0)
     config = ModelConfig(cell=cell, num_layers=2, hidden_size=6, embed_size=4, dropout=0.0, weight_drop=0.5, impl=impl)
@@ -177,3 +179,5 @@ def test_weight_drop_is_checked_and_older_configs_have_none():
     assert ModelConfig.from_dict(old).weight_drop == 0.0
     with pytest.raises(ConfigError, match=r"--weight-drop must be in \[0, 1\), got 1.0"):
         ModelConfig(weight_drop=1.0)
+    with pytest.raises(ConfigError, match="a mingru has none: drop --weight-drop"):
+        ModelConfig(cell="mingru", weight_drop=0.1)

@@ -46,7 +46,8 @@ UNITS_PER_FEATURE = 3  # units listed per feature in inspect's ranking table
 # explore.units.FEATURES' names, spelt out so that `charlm --help` need not import torch (a test keeps them equal)
 FEATURE_NAMES = ("in_quotes", "in_parens", "line_position", "after_newline", "word_position", "is_upper")
 # config.CELLS with their article, for messages
-_A_CELL = {"lstm": "an LSTM", "gru": "a GRU", "rnn": "a vanilla RNN (tanh)", "rnn-relu": "a vanilla RNN (ReLU)"}
+_A_CELL = {"lstm": "an LSTM", "gru": "a GRU", "rnn": "a vanilla RNN (tanh)", "rnn-relu": "a vanilla RNN (ReLU)",
+           "mingru": "a minGRU", "minlstm": "a minLSTM"}
 
 
 def _read_text(file: Path | None, text: str | None, encoding_errors: str = "strict") -> tuple[str, str]:

@@ -1,0 +1,98 @@
+"""Transfer: a model fine-tuned from a base model against one trained from scratch for the same time.
+
+Prints, each beside its baseline from the same run:
+1. that the base corpus shares no line of 35 or more characters with tinyshakespeare (an honest benchmark);
+2. the base model's own bits per character on tinyshakespeare's validation split and on each shipped corpus;
+3. tinyshakespeare (first 90% train, last 10% validation): from scratch and fine-tuned from the base
+   (`charlm train --from BASE`), each for every --budget, validation loss in nats/char;
+4. Korean text the base never saw (the shipped korean_bills, every 43rd bill, none in the base corpus):
+   fine-tuned for the shortest budget against from scratch for the longest, in bits per character.
+
+    python bench/transfer.py                                  # 60 s and 300 s, the shipped base
+    python bench/transfer.py --budgets 60s --skip-korean
+    python bench/transfer.py --base runs/base --ft-lr 1e-3    # another base, another fine-tuning rate
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
+SHIPPED = ["shakespeare", "korean_bills", "kolaw_constitution"]
+
+
+def charlm(*args: str) -> str:
+    return subprocess.run([sys.executable, "-m", "charlm", *args], check=True, capture_output=True, text=True,
+                          cwd=ROOT).stdout
+
+
+def overlap(corpus_files: list[Path], reference: Path, min_chars: int = 35) -> int:
+    """Lines of ``reference`` with at least ``min_chars`` characters that occur as a line of the corpus."""
+    long_lines = {line for line in reference.read_text(encoding="utf-8").splitlines() if len(line) >= min_chars}
+    corpus_lines = set()
+    for path in corpus_files:
+        corpus_lines |= set(path.read_text(encoding="utf-8").splitlines())
+    return len(long_lines & corpus_lines)
+
+
+def train(corpus: Path, budget: str, out: Path, extra: list[str]) -> dict:
+    """Train (defaults, or ``extra``) and return the best validation figures and the steps taken."""
+    charlm("train", str(corpus), "--time-budget", budget, "--out", str(out), "--force", "--eval-every", "250",
+           *extra)
+    report = json.loads(charlm("report", str(out), "--json"))
+    return {"loss": report["best"]["loss"], "bpc": report["best"]["bpc"], "steps": report["steps"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", default="base", help="the base run (default: the shipped base model)")
+    parser.add_argument("--corpus", type=Path, default=TINY)
+    parser.add_argument("--budgets", default="60s,300s")
+    parser.add_argument("--ft-lr", help="fine-tuning peak learning rate (default: the preset's)")
+    parser.add_argument("--skip-korean", action="store_true")
+    args = parser.parse_args()
+    budgets = args.budgets.split(",")
+    ft = ["--from", args.base] + (["--lr", args.ft_lr] if args.ft_lr else [])
+
+    base_corpus = [ROOT / "corpora" / "base" / "train.txt", ROOT / "corpora" / "base" / "val.txt"]
+    if all(p.exists() for p in base_corpus):
+        print(f"lines of 35+ characters of {args.corpus.name} in the base corpus: "
+              f"{overlap(base_corpus, args.corpus)} (must be 0)")
+    else:
+        print("base corpus not built (python scripts/build_corpora.py --only base): overlap not checked")
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        text = args.corpus.read_text(encoding="utf-8")
+        val = tmp / "tinyshakespeare-val.txt"
+        val.write_text(text[int(len(text) * 0.9):], encoding="utf-8")
+        print(f"\nthe base model ({args.base}) before fine-tuning, bits per character:")
+        for name, source in [(f"{args.corpus.name} (validation split)", str(val))] + [(n, n) for n in SHIPPED]:
+            row = json.loads(charlm("eval", args.base, "--text", source, "--unknown", "unk", "--json"))
+            print(f"  {name:40} {row['bpc']:.4f}  ({row['unknown_characters']:,} characters unknown)")
+
+        print(f"\n{args.corpus.name}: validation loss (nats/char), from scratch and fine-tuned from {args.base}")
+        for budget in budgets:
+            scratch = train(args.corpus, budget, tmp / f"scratch-{budget}", [])
+            tuned = train(args.corpus, budget, tmp / f"ft-{budget}", ft)
+            print(f"  {budget:>5}  from scratch {scratch['loss']:.4f} ({scratch['steps']:,} steps)   fine-tuned "
+                  f"{tuned['loss']:.4f} ({tuned['steps']:,} steps)   ratio {tuned['loss'] / scratch['loss']:.3f}")
+
+        if not args.skip_korean:
+            korean = ROOT / "corpora" / "korean_bills.txt"
+            short, long = budgets[0], budgets[-1]
+            tuned = train(korean, short, tmp / "ko-ft", ft)
+            scratch = train(korean, long, tmp / "ko-scratch", [])
+            print(f"\nKorean the base never saw ({korean.name}), bits per character: fine-tuned {short} "
+                  f"{tuned['bpc']:.4f}, from scratch {long} {scratch['bpc']:.4f} "
+                  f"(ratio {tuned['bpc'] / scratch['bpc']:.3f})")
+
+
+if __name__ == "__main__":
+    main()
