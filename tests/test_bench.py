@@ -38,8 +38,9 @@ def test_throughput(cell):
 
 
 def test_train_budget():
-    assert "val loss" in bench("train_budget.py", "--corpus", "corpora/kolaw_constitution.txt", "--budget", "2s",
-                               "--eval-every", "20").lower()
+    out = bench("train_budget.py", "--corpus", "corpora/kolaw_constitution.txt", "--budget", "2s", "--eval-every",
+                "20", "--try", "narrow=--hidden 32")
+    assert "ratio default/baseline" in out and "ratio narrow/default" in out
 
 
 def test_transfer(tiny_lm):

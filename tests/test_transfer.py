@@ -2,6 +2,7 @@
 
 import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -78,6 +79,10 @@ def test_a_finished_run_gets_more_time_on_its_own_corpus(ok, trained_run, tmp_pa
     assert info["corpus"]["sha256"] == json.loads((trained_run / "config.json").read_text())["corpus"]["sha256"]
     rows = json.loads(ok("eval", more, trained_run, "--split-of", trained_run, "--json").stdout)
     assert rows[0]["text"] == rows[1]["text"] == f"the val split of {trained_run}"
+    # a shipped model named beside a run is a second checkpoint, not the older `eval CHECKPOINT TEXT` form
+    rows = json.loads(ok("eval", more, "shakespeare-lstm", "--split-of", trained_run, "--unknown", "unk",
+                         "--json").stdout)
+    assert [Path(r["checkpoint"]).name for r in rows] == ["more", "shakespeare-lstm"]
 
 
 def test_a_fine_tuning_run_resumes_exactly(invoke, trained_run, new_text, tmp_path, monkeypatch):

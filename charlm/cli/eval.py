@@ -85,7 +85,7 @@ def eval_(checkpoints, text_source, split_name, split_of, as_json, batch_size, d
         raise ConfigError(f"--dynamic-lr must be a positive number, got {dynamic_lr}")
     dynamic = dynamic or dynamic_lr is not None
     checkpoints = list(checkpoints)
-    if text_source is None and len(checkpoints) == 2 and not checkpoint.is_run_dir(checkpoints[1]):
+    if text_source is None and len(checkpoints) == 2 and checkpoints[1].is_file():
         text_source = str(checkpoints.pop())  # the older form `charlm eval CHECKPOINT TEXT`
         console.info(f"(scoring {text_source} as --text {text_source})")
     for path in checkpoints:
