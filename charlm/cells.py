@@ -1,4 +1,5 @@
-"""Reference cells: the RNN, LSTM and GRU written from the course equations, run over an explicit time loop.
+"""Reference cells: the RNN, LSTM and GRU written from the course equations, run over an explicit time loop;
+and the parallel-in-time cells minGRU and minLSTM.
 
 torch's nn.RNN / nn.LSTM / nn.GRU hide the recurrence inside one fused kernel.
 The functions here spell it out, one time step at a time, in the course's
@@ -12,15 +13,20 @@ row-vector convention (a batch of row vectors x_t, multiplied on the right):
           h̃_t = tanh(x_t W_x + r ⊙ (h_{t-1} W_h + b_h) + b_x)  (torch's variant: see gru_cell)
           h_t = (1 − z) ⊙ h_{t-1} + z ⊙ h̃_t
 
-They own no weights. They take torch's own parameters, so a model runs the same
-weights either way (``ModelConfig.impl``) and a checkpoint does not record
-which ran. torch stores a layer as [w_ih, w_hh, b_ih, b_hh] with W as
-(gates × H, inputs): the course's W_x is w_ih.T, W_h is w_hh.T and b is
-b_ih + b_hh. The gates sit side by side in torch's order: i, f, g, o for the
-LSTM and r, z, n for the GRU. Each cell has the signature of torch's one-step
-kernels (torch.rnn_tanh_cell, torch.lstm_cell, torch.gru_cell), so either can
-drive ``layers_step``; tests/test_cells.py checks that both give the same
-outputs, states and gradients.
+The parallel cells' gates read x_t alone (no h_{t-1} W_h), which makes each
+layer's recurrence linear in h: h_t = a_t ⊙ h_{t-1} + b_t (``min_gates``).
+``MinRNN`` is such a layer over a whole window (one product, then charlm.scan);
+``min_gru_cell`` and ``min_lstm_cell`` are its one-step form, for generation.
+
+The cells own no weights (MinRNN, a layer, holds its own). They take torch's own
+parameters, so a model runs the same weights either way (``ModelConfig.impl``)
+and a checkpoint does not record which ran. torch stores a layer as [w_ih, w_hh,
+b_ih, b_hh] with W as (gates × H, inputs): the course's W_x is w_ih.T, W_h is
+w_hh.T and b is b_ih + b_hh. The gates sit side by side in torch's order: i, f,
+g, o for the LSTM and r, z, n for the GRU. Each cell has the signature of
+torch's one-step kernels (torch.rnn_tanh_cell, torch.lstm_cell, torch.gru_cell),
+so either can drive ``layers_step``; tests/test_cells.py checks that both give
+the same outputs, states and gradients.
 
 docs/cells.md has the equations next to torch's and the GRU's one real difference.
 """
@@ -85,6 +91,9 @@ def gru_cell(x, h, w_ih, w_hh, b_ih, b_hh):
     return (1 - z) * h + z * h_tilde
 
 
+MIN_GATES = {"mingru": 2, "minlstm": 3}  # gate blocks of H in a parallel cell's w_ih: (z, h̃) and (f, i, h̃)
+
+
 def min_gates(cell: str, gates: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The coefficients of h_t = a_t ⊙ h_{t-1} + b_t from a parallel cell's gate pre-activations (…, G·H),
     which depend on x_t alone (Feng et al. 2024, "Were RNNs All We Needed?")::
@@ -134,7 +143,7 @@ class MinRNN(nn.Module):
         super().__init__()
         assert batch_first
         self.cell, self.hidden_size = cell, hidden_size
-        gates = 2 if cell == "mingru" else 3
+        gates = MIN_GATES[cell]
         bound = hidden_size ** -0.5  # torch's RNN initialisation
         self.weight_ih_l0 = nn.Parameter(torch.empty(gates * hidden_size, input_size).uniform_(-bound, bound))
         self.bias_ih_l0 = nn.Parameter(torch.empty(gates * hidden_size).uniform_(-bound, bound))
@@ -186,7 +195,7 @@ class TimeRNN(nn.Module):
     def zero_state(self, x: torch.Tensor, weights: list[Weights]):
         """Zeros shaped (layers, B, H) (twice for the LSTM), on x's device and dtype."""
         w_ih, w_hh = weights[0][0], weights[0][1]
-        hidden = w_hh.shape[1] if w_hh is not None else w_ih.shape[0] // (2 if self.cell_name == "mingru" else 3)
+        hidden = w_hh.shape[1] if w_hh is not None else w_ih.shape[0] // MIN_GATES[self.cell_name]
         h = x.new_zeros(len(weights), x.shape[0], hidden)
         return (h, torch.zeros_like(h)) if self.cell_name == "lstm" else h
 

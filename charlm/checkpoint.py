@@ -319,9 +319,13 @@ def create_run(run_dir: Path, tokenizer: Tokenizer, model_config: ModelConfig, t
     return info
 
 
-def save_weights(run_dir: Path, model: RNNLM, summary: dict) -> None:
-    """Write the best weights with their hash and a summary (step, val_loss …) in the header."""
+def save_weights(run_dir: Path, model: RNNLM, summary: dict, dtype: torch.dtype | None = None) -> None:
+    """Write the best weights with their hash and a summary (step, val_loss …) in the header. ``dtype``
+    stores the floating-point tensors in another precision (a shipped model's float16: half the bytes);
+    loading casts them back to the model's float32."""
     tensors = model_tensors(model)
+    if dtype is not None:
+        tensors = {k: v.to(dtype) if v.is_floating_point() else v for k, v in tensors.items()}
     metadata = {"format_version": str(FORMAT_VERSION), "weights_sha256": tensors_sha256(tensors),
                 "summary": json.dumps(summary)}
     _write_safetensors(Path(run_dir) / MODEL_FILE, tensors, metadata)

@@ -8,8 +8,11 @@
                              ─► dropout ─► Linear ─► logits (B, C)
 
 Texts are left-padded so that every text of a batch ends in the last window;
-a batch holds texts of similar length (bucketed), so padding stays short, and
-the state of a row whose text has not begun is kept at zero. Only a batch's
+a batch holds texts of similar length (bucketed), so padding stays short. The
+state of a row whose text begins in a later window is zeroed at each window
+boundary until then; the pads of the window a text begins in are read (a
+short, fixed prefix, the same whatever batch the text is in) but never pooled.
+Only a batch's
 last ``grad_windows`` windows keep their graph (ULMFiT's BPT3C): earlier
 windows run without gradients, so memory does not grow with a text's length.
 
@@ -33,7 +36,17 @@ import torch.nn.functional as F
 from charlm.config import ClassifierConfig, ModelConfig, TrainConfig
 from charlm.model import RNNLM, State, detach_state
 from charlm.runtime import autocast, reproducible_kernels
-from charlm.train import LOG_EVERY, Progress, StepReport, capture_rng, lr_at, make_optimizer, restore_rng
+from charlm.train import (
+    LOG_EVERY,
+    Progress,
+    StepReport,
+    capture_rng,
+    horizon_fraction,
+    lr_at,
+    make_optimizer,
+    reached_horizon,
+    restore_rng,
+)
 
 PAD_ID = 0  # padding reads as the tokenizer's id 0 (<unk> at char and subword level)
 BUCKET = 50  # batches whose texts are sorted by length together, for short padding
@@ -96,6 +109,12 @@ class TextClassifier(nn.Module):
             self.clf.pooling]
 
 
+def encode_texts(tokenizer, texts: list[str]) -> list[np.ndarray]:
+    """Each text as ids; a character the tokenizer never saw reads as <unk> (a classifier's input, not a
+    prediction target, so it is no error)."""
+    return [tokenizer.encode(text, unknown="unk" if tokenizer.unk_id is not None else "error") for text in texts]
+
+
 def reverse_texts(ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
     """Each left-padded row's text read from its end, still left-padded: [p p a b c] → [p p c b a]."""
     batch, length = ids.shape
@@ -151,7 +170,8 @@ class ClassifyResult:
 
 
 def scores(labels: list[str], truth: np.ndarray, predicted: np.ndarray) -> tuple[float, float, list[dict], list]:
-    """Accuracy, macro-F1 (the mean of every class's F1), per-class figures and the confusion matrix."""
+    """Accuracy, macro-F1 (the mean F1 of the classes that occur in ``truth``), per-class figures and the
+    confusion matrix."""
     n = len(labels)
     confusion = np.zeros((n, n), dtype=np.int64)
     np.add.at(confusion, (truth, predicted), 1)
@@ -251,8 +271,9 @@ class ClassifierTrainer:
         self.val_texts, self.val_y = val_texts, np.asarray(val_y, dtype=np.int64)
         self.labels, self.config, self.clf = labels, config, clf
         self.device, self.amp_dtype = device, amp_dtype
-        self.optimizer = torch.optim.AdamW(param_groups(model, config, clf), lr=config.lr, betas=(0.9, 0.99)) \
-            if config.optimizer == "adamw" else make_optimizer(model, config)
+        self.optimizer = make_optimizer(model, config, param_groups(model, config, clf))
+        # fp16 needs loss scaling to keep small gradients from flushing to zero; bf16 and fp32 do not
+        self.scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
         self.progress = Progress()
         self.lengths = np.array([len(t) for t in train_texts])
         self.steps_per_epoch = len(self._batches(0))
@@ -266,64 +287,71 @@ class ClassifierTrainer:
         """Continue from a saved state (checkpoint.load_training_state, after the weights were loaded)."""
         self.optimizer.load_state_dict(optimizer_state)
         self.progress = Progress.from_dict(progress)
+        if self.progress.grad_scaler:
+            self.scaler.load_state_dict(self.progress.grad_scaler)
         restore_rng(self.progress.rng)
         if 0 in rngs:
-            torch.set_rng_state(rngs[0][0])
+            torch_rng, cuda_rng = rngs[0]
+            torch.set_rng_state(torch_rng)
+            if cuda_rng is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda_rng)
 
     def resumable_progress(self) -> dict:
+        """Progress with the RNG and loss-scaling states, as a checkpoint stores it."""
         self.progress.rng = capture_rng()
+        self.progress.grad_scaler = self.scaler.state_dict() if self.scaler.is_enabled() else {}
         return self.progress.to_dict()
 
     def _batches(self, epoch: int) -> list[np.ndarray]:
         return bucketed(self.lengths, self.config.batch_size, np.random.default_rng([self.config.seed, epoch]))
 
     def horizon_fraction(self) -> float:
-        c, p = self.config, self.progress
-        fractions = []
-        if c.max_steps is not None:
-            fractions.append(p.step / c.max_steps)
-        if c.epochs is not None:
-            fractions.append((p.epoch + p.window / self.steps_per_epoch) / c.epochs)
-        if c.time_budget is not None:
-            fractions.append(p.elapsed / max(c.time_budget - self._reserve(), 1e-9))
-        return max(fractions)
+        return horizon_fraction(self.config, self.progress, self.steps_per_epoch, self._reserve())
 
     def _reserve(self) -> float:
+        """Seconds kept for the final evaluation: the last one's, or an estimate before any."""
         return self.progress.last_eval_seconds or self._eval_seconds_estimate
 
     def _reached_horizon(self) -> bool:
-        c, p = self.config, self.progress
-        return ((c.max_steps is not None and p.step >= c.max_steps)
-                or (c.epochs is not None and p.epoch + p.window / self.steps_per_epoch >= c.epochs - 1e-12)
-                or (c.time_budget is not None and p.elapsed + self._reserve() >= c.time_budget))
+        return reached_horizon(self.config, self.progress, self.steps_per_epoch, self._reserve())
 
-    def _frozen_depth(self) -> int | None:
-        """With gradual unfreezing, the deepest group still frozen (groups deeper than this stay frozen): the
-        head alone in the first stage, one encoder layer more at each next stage, all in the last."""
+    def _trainable_depth(self) -> int | None:
+        """With gradual unfreezing, the deepest group that trains now (deeper ones are frozen): the head
+        (depth 0) alone in the first stage, one encoder layer more at each next stage, all in the last.
+        None: everything trains."""
         if not self.clf.gradual_unfreeze:
             return None
         stages = self.model.config.num_layers + 2  # head; each layer from the top; the embedding
-        stage = min(int(self.horizon_fraction() * stages), stages - 1)
-        return stage
+        return min(int(self.horizon_fraction() * stages), stages - 1)
 
-    def _train_step(self, rows: np.ndarray, lr: float) -> tuple[float, int] | None:
-        unfrozen = self._frozen_depth()
+    def _train_step(self, rows: np.ndarray, lr: float) -> tuple[float, float, int] | None:
+        """One optimizer step on the texts ``rows``; returns the loss, the gradient norm before clipping and
+        the tokens read, or None for a non-finite step (not applied). A frozen group (gradual unfreezing)
+        gets no gradient, so it neither moves nor counts in the clipped norm."""
+        trainable = self._trainable_depth()
         for group in self.optimizer.param_groups:
-            frozen = unfrozen is not None and group.get("depth", 0) > unfrozen
-            group["lr"] = 0.0 if frozen else lr * group.get("lr_scale", 1.0)
+            frozen = trainable is not None and group.get("depth", 0) > trainable
+            group["lr"] = lr * group.get("lr_scale", 1.0)
+            for param in group["params"]:
+                param.requires_grad_(not frozen)
         ids, lengths = batch_tensors([self.train_texts[i] for i in rows], self.config.seq_len)
         y = torch.from_numpy(self.train_y[rows]).to(self.device)
         with autocast(self.device, self.amp_dtype):
             logits = self.model(ids.to(self.device), lengths.to(self.device), self.config.seq_len)
         loss = F.cross_entropy(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or math.inf)
-        if not (torch.isfinite(loss) and torch.isfinite(norm)):
+        self.scaler.scale(loss).backward()
+        self.scaler.unscale_(self.optimizer)
+        params = [q for q in self.model.parameters() if q.requires_grad]
+        norm = torch.nn.utils.clip_grad_norm_(params, self.config.grad_clip or math.inf)
+        if not (torch.isfinite(loss) and (torch.isfinite(norm) or self.scaler.is_enabled())):
             self.optimizer.zero_grad(set_to_none=True)
+            if self.scaler.is_enabled():
+                self.scaler.update()
             return None
-        self.optimizer.step()
-        return float(loss.detach()), int(lengths.sum())
+        self.scaler.step(self.optimizer)  # a frozen parameter has no gradient: AdamW leaves it as it is
+        self.scaler.update()
+        return float(loss.detach()), float(norm), int(lengths.sum())
 
     def evaluate(self) -> ClassifyResult:
         return evaluate(self.model, self.val_texts, self.val_y, self.labels, self.config.seq_len,
@@ -353,7 +381,7 @@ class ClassifierTrainer:
         c, p = self.config, self.progress
         self.model.train()
         self._eval_seconds_estimate = len(self.val_texts) / 200  # until the first evaluation is timed
-        loss_sum, count, tokens_since, t_since, t_last = 0.0, 0, 0, time.perf_counter(), time.perf_counter()
+        loss_sum, norms, tokens_since, t_since, t_last = 0.0, [], 0, time.perf_counter(), time.perf_counter()
         evaluated_at = -1
         while not p.done:
             batches = self._batches(p.epoch)
@@ -367,16 +395,17 @@ class ClassifierTrainer:
                 if result is not None:
                     p.step += 1
                     loss_sum += result[0]
-                    count += 1
-                    tokens_since += result[1]
-                    p.tokens += result[1]
+                    norms.append(result[1])
+                    tokens_since += result[2]
+                    p.tokens += result[2]
                 else:
                     p.bad_steps += 1
-                if p.step and p.step % LOG_EVERY == 0 and count:
+                if p.step and p.step % LOG_EVERY == 0 and norms:
                     rate = tokens_since / max(now - t_since, 1e-9)
-                    yield StepReport(p.step, p.epoch + p.window / self.steps_per_epoch, loss_sum / count, lr, 0.0,
-                                     0.0, rate, p.elapsed, min(self.horizon_fraction(), 1.0))
-                    loss_sum, count, tokens_since, t_since = 0.0, 0, 0, time.perf_counter()
+                    yield StepReport(p.step, p.epoch + p.window / self.steps_per_epoch, loss_sum / len(norms), lr,
+                                     sum(norms) / len(norms), max(norms), rate, p.elapsed,
+                                     min(self.horizon_fraction(), 1.0))
+                    loss_sum, norms, tokens_since, t_since = 0.0, [], 0, time.perf_counter()
                 if self._reached_horizon():
                     p.done, p.stop_reason = True, "horizon"
                 elif p.step and p.step % c.eval_every == 0 and evaluated_at != p.step:

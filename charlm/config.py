@@ -127,7 +127,7 @@ def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] |
         for name in ("dropout", "dropout_kind", "weight_drop"):
             settings.setdefault(name, getattr(parent_model, name))
         settings.setdefault("weight_decay", parent_train.weight_decay)
-        if settings.get("lr") is None:
+        if settings.get("lr") is None:  # the caller gives the lineage's first rate (transfer.Parent.configs)
             settings["lr"] = float(f"{parent_train.lr * FINE_TUNE.lr_fraction:.6g}")
         settings.setdefault("warmup_steps", FINE_TUNE.warmup_steps)
     row = preset_for(settings.get("time_budget"))
@@ -329,7 +329,7 @@ class ClassifierConfig:
     bidirectional: bool = False  # a second encoder reads each text backwards; the two are joined
     grad_windows: int = 2  # gradients flow through a batch's last this many windows (ULMFiT's BPT3C)
     head_dropout: float = 0.1  # on the pooled features, before the linear head
-    val_fraction: float = 0.1  # of every class, held out to validate
+    val_fraction: float = 0.1  # of every class, held out to validate (TrainConfig's val_fraction splits a corpus)
     discriminative: float = 1.0  # with --from: each encoder layer down gets lr divided by this (ULMFiT: 2.6)
     gradual_unfreeze: bool = False  # with --from: the head first, then one encoder layer more each stage
 
@@ -363,15 +363,13 @@ def resolve_classifier(given: dict[str, Any], parent: tuple["ModelConfig", "Trai
                        ) -> tuple["ModelConfig", "TrainConfig"]:
     """The encoder's ModelConfig and the TrainConfig of a new classifier from the options its user gave
     (field names → values): CLASSIFY_PRESET fills what is left out; from a language model ``parent`` the
-    architecture and dropout come from it and the peak rate is FINE_TUNE's share of its own."""
-    settings = {k: v for k, v in CLASSIFY_PRESET.items() if k not in ("weight_decay",)} | dict(given)
-    settings.setdefault("weight_decay", CLASSIFY_PRESET["weight_decay"])
+    architecture, dropout and weight drop come from it and the peak rate is FINE_TUNE's share of its own."""
+    settings = CLASSIFY_PRESET | dict(given)
     if parent is not None:
         for name in ("cell", "hidden_size", "dropout", "weight_drop"):
             if name not in given:
-                settings.pop(name, None)
-        return resolve(settings, parent)
-    return resolve(settings)
+                del settings[name]
+    return resolve(settings, parent)
 
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*(s|sec|m|min|h|hr)?\s*$", re.IGNORECASE)

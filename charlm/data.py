@@ -268,8 +268,7 @@ def prepare_steps(source: Source | str, val_fraction: float, test_fraction: floa
         tokenizer = yield from _fitted(layout, spec, train_bytes, cache_dir, fit_key, notes)
     added = ""
     if parent is not None and parent.kind == "char":
-        added = "".join(sorted(set(tokenizer.chars) - set(parent.chars)))
-        tokenizer = parent.extended(added)
+        tokenizer, added = parent.grown_by(tokenizer)
 
     # 3. encode, or reuse the token files of an earlier run
     folder = None

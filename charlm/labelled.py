@@ -13,6 +13,7 @@ name the fix.
 
 from __future__ import annotations
 
+import hashlib
 import random
 from collections import Counter
 from dataclasses import dataclass
@@ -44,6 +45,13 @@ class Examples:
     def subset(self, indices: list[int]) -> Examples:
         return Examples([self.texts[i] for i in indices], [self.labels[i] for i in indices], self.source)
 
+    def fingerprint(self) -> str:
+        """SHA-256 of every (label, text) in order: a resumed run checks that its examples did not change."""
+        digest = hashlib.sha256()
+        for text, label in zip(self.texts, self.labels):
+            digest.update(label.encode() + b"\0" + text.encode("utf-8", errors="surrogatepass") + b"\0")
+        return digest.hexdigest()
+
 
 def read(source: str, text_column: str = "text", label_column: str = "label", split: str = "train",
          labels: tuple[str, ...] | None = None, skip_empty: bool = False, encoding_errors: str = "strict",
@@ -54,8 +62,10 @@ def read(source: str, text_column: str = "text", label_column: str = "label", sp
     path = Path(source).expanduser()
     if hub.is_hub_name(source) or (path.is_file() and hub.is_table_file(path)):
         texts, found = _table(source, text_column, label_column, split)
+        _check_wanted(labels, set(found), source)
     elif path.is_dir():
-        texts, found = _folders(path, glob, encoding_errors)
+        _check_wanted(labels, {sub.name for sub in path.iterdir() if sub.is_dir()}, source)
+        texts, found = _folders(path, glob, encoding_errors, labels)
     elif path.exists():
         raise DataError(f"{source} is a {path.suffix or 'plain'} file, not a table: pass a csv, json, jsonl or "
                         "parquet file with a text and a label column, or a folder with one subfolder per label")
@@ -63,10 +73,6 @@ def read(source: str, text_column: str = "text", label_column: str = "label", sp
         raise DataError(f"no file or folder named {source!r}: pass a csv/json/jsonl/parquet file, a folder with "
                         "one subfolder per label, or hf:NAME")
     if labels:
-        missing = [label for label in labels if label not in set(found)]
-        if missing:
-            raise DataError(f"{source} has no label {missing[0]!r} (its labels: {_some(set(found))}): "
-                            "fix --labels")
         keep = [i for i, label in enumerate(found) if label in labels]
         texts, found = [texts[i] for i in keep], [found[i] for i in keep]
     empty = [i for i, text in enumerate(texts) if not text.strip()]
@@ -80,6 +86,12 @@ def read(source: str, text_column: str = "text", label_column: str = "label", sp
     if not texts:
         raise DataError(f"{source} has no examples: pass data with some text in it")
     return Examples(texts, found, source)
+
+
+def _check_wanted(labels: tuple[str, ...] | None, available: set[str], source: str) -> None:
+    missing = [label for label in labels or () if label not in available]
+    if missing:
+        raise DataError(f"{source} has no label {missing[0]!r} (its labels: {_some(available)}): fix --labels")
 
 
 def _some(labels: set[str], limit: int = 10) -> str:
@@ -107,10 +119,12 @@ def _table(source: str, text_column: str, label_column: str, split: str) -> tupl
     return texts, labels
 
 
-def _folders(folder: Path, glob: str, encoding_errors: str) -> tuple[list[str], list[str]]:
-    """A folder with one subfolder per label, each holding one file per text (read in sorted order)."""
+def _folders(folder: Path, glob: str, encoding_errors: str, keep: tuple[str, ...] | None
+             ) -> tuple[list[str], list[str]]:
+    """A folder with one subfolder per label, each holding one file per text (read in sorted order). With
+    ``keep``, only those subfolders are read (not IMDB's 50,000 unlabelled unsup/ files beside pos/ and neg/)."""
     texts, labels = [], []
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir()):
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and (not keep or p.name in keep)):
         for file in sorted(p for p in sub.rglob(glob) if p.is_file()):
             texts.append(corpus.read_file(file, encoding_errors))
             labels.append(sub.name)
@@ -122,7 +136,7 @@ def _folders(folder: Path, glob: str, encoding_errors: str) -> tuple[list[str], 
 
 def stratified_split(examples: Examples, fraction: float, seed: int) -> tuple[list[int], list[int]]:
     """(train indices, held-out indices): ``fraction`` of every label held out, in a seeded random order.
-    A label with a single example stays in training."""
+    Every label keeps at least one example in training (a label with a single example is never held out)."""
     by_label: dict[str, list[int]] = {}
     for i, label in enumerate(examples.labels):
         by_label.setdefault(label, []).append(i)
@@ -131,7 +145,7 @@ def stratified_split(examples: Examples, fraction: float, seed: int) -> tuple[li
     for label in sorted(by_label):
         indices = by_label[label][:]
         rng.shuffle(indices)
-        n_held = int(round(len(indices) * fraction)) if len(indices) > 1 else 0
+        n_held = min(int(round(len(indices) * fraction)), len(indices) - 1)
         held += indices[:n_held]
         train += indices[n_held:]
     return sorted(train), sorted(held)

@@ -1,8 +1,12 @@
-"""RNNLM: embedding (or one-hot) → stacked nn.RNN / nn.LSTM / nn.GRU layers → linear decoder, dropout between.
+"""RNNLM: embedding (or one-hot) → stacked recurrent layers → linear decoder, dropout between.
 
-Each layer is one of torch's fused single-layer modules (cuDNN / oneDNN kernels),
-except that a GRU layer training on CPU, where torch has no fused GRU kernel,
-runs through charlm.gru (the same function with its backward written out).
+Each RNN, LSTM or GRU layer is one of torch's fused single-layer modules
+(cuDNN / oneDNN kernels), except that a GRU layer training on CPU, where torch
+has no fused GRU kernel, runs through charlm.gru (the same function with its
+backward written out). A minGRU or minLSTM layer (the parallel-in-time cells,
+whose gates read x_t alone) is charlm.cells.MinRNN: one matrix product for the
+whole window's gates, then charlm.scan's element-wise recurrence; generation
+steps it one token at a time through the same weights.
 For a vanilla RNN layer that is the course-notes recurrence
 
     h_t = tanh(x_t W_x + h_{t-1} W_h + b)
@@ -158,7 +162,7 @@ class RNNLM(nn.Module):
             elif self.config.cell == "gru" and x.device.type == "cpu" and torch.is_grad_enabled():
                 x, s = gru_layer(layer, x, s, weights)  # (B, T, H); nn.GRU's function, faster to train on CPU
             elif isinstance(layer, MinRNN):
-                x, s = layer(x, s)  # (B, T, H): one product for the window's gates, then the scan
+                x, s = layer(x, s, weights)  # (B, T, H): one product for the window's gates, then the scan
             elif drop_connect:  # the fused kernel on the dropped W_hh, gradients flowing back through the mask
                 x, s = torch.func.functional_call(layer, {"weight_hh_l0": weights[1]}, (x, s))
             else:

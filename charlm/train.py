@@ -148,15 +148,38 @@ def lr_at(progress: float, step: int, config: TrainConfig) -> float:
     return floor + 0.5 * (config.lr - floor) * (1.0 + math.cos(math.pi * p))
 
 
-def make_optimizer(model: RNNLM, config: TrainConfig) -> torch.optim.Optimizer:
-    """AdamW with weight decay on matrices only (not biases), or plain SGD."""
+def make_optimizer(model: torch.nn.Module, config: TrainConfig, groups: list[dict] | None = None
+                   ) -> torch.optim.Optimizer:
+    """AdamW with weight decay on matrices only (not biases), or plain SGD. ``groups`` gives AdamW's
+    parameter groups instead (each with its own weight decay), as a classifier's layer-wise rates need."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(params, lr=config.lr)
-    decay = [p for p in params if p.dim() >= 2]
-    no_decay = [p for p in params if p.dim() < 2]
-    groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    if groups is None:
+        decay = [p for p in params if p.dim() >= 2]
+        no_decay = [p for p in params if p.dim() < 2]
+        groups = [{"params": decay, "weight_decay": config.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     return torch.optim.AdamW(groups, lr=config.lr, betas=(0.9, 0.99))
+
+
+def horizon_fraction(config: TrainConfig, p: "Progress", steps_per_epoch: int, eval_reserve: float) -> float:
+    """How far through the run it is: the largest of the step, epoch and time fractions. ``eval_reserve``
+    seconds are kept for the final evaluation inside a time budget."""
+    fractions = []
+    if config.max_steps is not None:
+        fractions.append(p.step / config.max_steps)
+    if config.epochs is not None:
+        fractions.append((p.epoch + p.window / steps_per_epoch) / config.epochs)
+    if config.time_budget is not None:
+        fractions.append(p.elapsed / max(config.time_budget - eval_reserve, 1e-9))
+    return max(fractions)
+
+
+def reached_horizon(config: TrainConfig, p: "Progress", steps_per_epoch: int, eval_reserve: float) -> bool:
+    """Whether the run has reached its step, epoch or time limit (keeping ``eval_reserve`` seconds)."""
+    return ((config.max_steps is not None and p.step >= config.max_steps)
+            or (config.epochs is not None and p.epoch + p.window / steps_per_epoch >= config.epochs - 1e-12)
+            or (config.time_budget is not None and p.elapsed + eval_reserve >= config.time_budget))
 
 
 def capture_rng() -> dict:
@@ -268,18 +291,7 @@ class Trainer:
     # ----- schedule -----------------------------------------------------------------------------------------
 
     def horizon_fraction(self) -> float:
-        """How far through the run we are: the largest of the step, epoch and time fractions."""
-        c, p = self.config, self.progress
-        fractions = []
-        if c.max_steps is not None:
-            fractions.append(p.step / c.max_steps)
-        if c.epochs is not None:
-            fractions.append((p.epoch + p.window / self.steps_per_epoch) / c.epochs)
-        if c.time_budget is not None:
-            # keep room for the final evaluation inside the budget
-            usable = max(c.time_budget - self._eval_reserve(), 1e-9)
-            fractions.append(p.elapsed / usable)
-        return max(fractions)
+        return horizon_fraction(self.config, self.progress, self.steps_per_epoch, self._eval_reserve())
 
     def _eval_reserve(self) -> float:
         """Seconds to keep for the final evaluation: the last one's duration, or before any, an estimate
@@ -505,11 +517,4 @@ class Trainer:
             yield from self._eval_reports(final=True)
 
     def _reached_horizon(self) -> bool:
-        c, p = self.config, self.progress
-        if c.max_steps is not None and p.step >= c.max_steps:
-            return True
-        if c.epochs is not None and p.epoch + p.window / self.steps_per_epoch >= c.epochs - 1e-12:
-            return True
-        if c.time_budget is not None and p.elapsed + self._eval_reserve() >= c.time_budget:
-            return True
-        return False
+        return reached_horizon(self.config, self.progress, self.steps_per_epoch, self._eval_reserve())

@@ -19,6 +19,7 @@ columns moved the same way. Nothing here writes: the parent is only read.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,9 +29,10 @@ import torch
 from charlm import checkpoint
 from charlm.config import ModelConfig, TrainConfig
 from charlm.model import RNNLM
-from charlm.tokenizers import Tokenizer
+from charlm.tokenizers import Tokenizer, TokenizerSpec
 
 SAMPLE_TOKENS = 4096  # tokens of the new text read to estimate the parent's normaliser
+COUNT_CHUNK = 1 << 24  # tokens counted at once
 
 
 @dataclass(frozen=True)
@@ -47,11 +49,21 @@ class Parent:
     weights_sha256: str
     summary: dict  # model.safetensors' summary: step, val_loss, …
 
+    @property
+    def root_lr(self) -> float:
+        """The peak learning rate of the first run of this lineage, the one trained from scratch."""
+        return self.info.get("parent", {}).get("root_lr") or self.train_config.lr
+
+    def configs(self) -> tuple[ModelConfig, TrainConfig]:
+        """Its settings as config.resolve() takes a parent's: with the lineage's first peak rate, so that the
+        child of a child fine-tunes at FINE_TUNE's share of that rate, not of a share of a share."""
+        return self.model_config, dataclasses.replace(self.train_config, lr=self.root_lr)
+
     def lineage(self) -> dict:
         """What a child's config.json records about its parent."""
         return {"run": self.given, "path": str(self.run_dir.resolve()), "weights_sha256": self.weights_sha256,
                 "step": self.summary.get("step"), "val_loss": self.summary.get("val_loss"),
-                "command": self.info.get("command")}
+                "command": self.info.get("command"), "root_lr": self.root_lr}
 
 
 def load_parent(path: Path | str) -> Parent:
@@ -61,6 +73,15 @@ def load_parent(path: Path | str) -> Parent:
     state = {name: t.detach().clone() for name, t in ck.model.state_dict().items()}
     return Parent(str(path), ck.run_dir, ck.info, ck.tokenizer, ck.model_config, ck.train_config, state,
                   ck.weights_sha256, ck.weights)
+
+
+def grow_tokenizer(parent: Tokenizer, text: str) -> tuple[Tokenizer, str]:
+    """``parent`` grown by the characters of ``text`` it lacks (char level), and those characters; a byte or
+    subword tokenizer, to which nothing is unknown, as it is. For text held in memory: a corpus is read as
+    a stream by data.prepare_steps(parent=…), which grows the tokenizer the same way."""
+    if parent.kind != "char":
+        return parent, ""
+    return parent.grown_by(TokenizerSpec(level="char", normalize=parent.normalize).fit(text))
 
 
 def id_map(parent: Tokenizer, tokenizer: Tokenizer) -> np.ndarray:
@@ -111,8 +132,12 @@ def transplant(model: RNNLM, parent: Parent, tokenizer: Tokenizer, train_ids: np
 def _set_new_biases(model: RNNLM, fresh: torch.Tensor, train_ids: np.ndarray) -> None:
     """Give each new token the bias b = log f + log Z, where f is its frequency in the training text and log Z
     the mean log-normaliser of the other tokens' logits over a sample of that text: with its weights at 0
-    its logit is b everywhere, so its probability starts at about f."""
-    counts = torch.from_numpy(np.bincount(np.asarray(train_ids, dtype=np.int64), minlength=len(fresh))).double()
+    its logit is b everywhere, so its probability starts at about f. (With tied weights its decoder row is
+    its embedding, the parent's mean row, not 0: then f is where it starts only roughly.)"""
+    counts = np.zeros(len(fresh), dtype=np.int64)
+    for start in range(0, len(train_ids), COUNT_CHUNK):  # a memory-mapped corpus may not fit in memory as int64
+        counts += np.bincount(np.asarray(train_ids[start:start + COUNT_CHUNK], dtype=np.int64), minlength=len(fresh))
+    counts = torch.from_numpy(counts).double()
     frequency = (counts / max(len(train_ids), 1)).clamp_min(0.5 / max(len(train_ids), 1))  # unseen in train: tiny
     sample = torch.from_numpy(np.array(train_ids[:SAMPLE_TOKENS], dtype=np.int64))[None]  # (1, T)
     was_training = model.training

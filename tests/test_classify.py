@@ -59,9 +59,11 @@ def test_tables_folders_and_label_filters_read_the_same_examples(tmp_path):
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{i:03}.txt").write_text(text, encoding="utf-8")
     (tmp_path / "train" / "unsup").mkdir()
-    (tmp_path / "train" / "unsup" / "1.txt").write_text("no label", encoding="utf-8")
+    (tmp_path / "train" / "unsup" / "1.txt").write_bytes(b"\xff not even UTF-8")  # never read: --labels leaves it
     folder = labelled.read(str(tmp_path / "train"), labels=("none", "x"))
     assert sorted(zip(folder.texts, folder.labels)) == sorted(rows)
+    with pytest.raises(labelled.DataError, match="has no label 'pos' .*none, unsup, x"):
+        labelled.read(str(tmp_path / "train"), labels=("pos",))
 
 
 def test_a_stratified_split_holds_out_every_class():
@@ -70,6 +72,9 @@ def test_a_stratified_split_holds_out_every_class():
     assert sorted(train + held) == list(range(100)) and len(held) == 10
     assert [examples.labels[i] for i in held].count("b") == 2  # a tenth of each class
     assert labelled.stratified_split(examples, 0.1, seed=1) == (train, held)  # seeded
+    few = labelled.Examples(["p", "q", "r", "s", "t"], ["a", "a", "b", "b", "b"], "s")
+    train, held = labelled.stratified_split(few, 0.8, seed=1)  # 0.8 of 2 rounds to 2: one stays to train on
+    assert sorted(few.labels[i] for i in train) == ["a", "b"] and len(held) == 3
 
 
 @pytest.mark.parametrize("rows, args, message", [
@@ -148,7 +153,7 @@ def test_train_eval_and_predict(ok, x_data, tmp_path):
     assert sum(map(sum, figures["confusion"])) == 300 and {r["label"] for r in figures["per_class"]} == {"none", "x"}
     shown = ok("classify", "predict", run, "--text", "abc dex ab", "--text", "abc de ab").stdout.splitlines()
     assert shown[0].startswith("x\t") and shown[1].startswith("none\t")
-    lines = ok("classify", "predict", run, "--json", input="ab x\nabab\n").stdout.splitlines()
+    lines = ok("classify", "predict", run, "--json", input="ab x\n\nabab\n").stdout.splitlines()  # blank: no text
     assert [json.loads(line)["label"] for line in lines] == ["x", "none"]
     info = json.loads((run / "config.json").read_text())
     assert info["kind"] == "classifier" and info["labels"] == ["none", "x"] and info["data"]["train_counts"]
@@ -194,6 +199,51 @@ def test_a_stopped_run_resumes_to_the_same_weights(invoke, x_data, tmp_path, mon
     a = checkpoint.load_classifier(tmp_path / "a", weights=checkpoint.LAST_FILE).model.state_dict()
     b = checkpoint.load_classifier(tmp_path / "b", weights=checkpoint.LAST_FILE).model.state_dict()
     assert all(torch.equal(a[name], b[name]) for name in a)
+
+
+def test_a_run_stopped_before_its_first_evaluation_predicts_evaluates_and_resumes(invoke, ok, x_data, tmp_path,
+                                                                                  monkeypatch):
+    from charlm.classify import ClassifierTrainer
+    from charlm.train import StepReport
+
+    run, original = tmp_path / "run", ClassifierTrainer.run
+
+    def stop_at_10(self):
+        for report in original(self):
+            yield report
+            if isinstance(report, StepReport) and report.step >= 10:
+                self.request_stop("SIGINT")
+
+    monkeypatch.setattr(ClassifierTrainer, "run", stop_at_10)
+    assert invoke("classify", "train", x_data, "--out", run, "--max-steps", "40", *SMALL, "--eval-every",
+                  "1000").exit_code == 130
+    monkeypatch.undo()
+    assert ok("classify", "predict", run, "--text", "abx").stdout.split("\t")[0] in ("x", "none")
+    assert json.loads(ok("classify", "eval", run, "--data", x_data, "--json").stdout)["examples"] == 300
+    ok("classify", "train", "--resume", run)
+    assert checkpoint.load_classifier(run).weights["step"] == 40
+
+
+def test_gradual_unfreezing_leaves_frozen_layers_untouched_and_out_of_the_clipped_norm(x_data):
+    from charlm.classify import ClassifierTrainer
+    from charlm.config import TrainConfig
+
+    model = TextClassifier(ModelConfig(cell="gru", num_layers=2, hidden_size=8, embed_size=4), 12, 2,
+                           ClassifierConfig(gradual_unfreeze=True))
+    texts, labels = [np.array([1, 2, 3, 4])] * 8, [0, 1] * 4
+    trainer = ClassifierTrainer(model, texts, labels, texts, labels, ["a", "b"],
+                                TrainConfig(max_steps=100, batch_size=4, seq_len=4, warmup_steps=0), ClassifierConfig(
+                                    gradual_unfreeze=True), torch.device("cpu"))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert trainer._trainable_depth() == 0  # the first of four stages: the head alone
+    assert trainer._train_step(np.arange(4), lr=0.1) is not None
+    after = model.state_dict()
+    moved = {k for k in after if not torch.equal(after[k], before[k])}
+    assert moved == {"head.weight", "head.bias"}
+    trainer.progress.step = 60  # three quarters through: every stage but the embedding's
+    trainer._train_step(np.arange(4), lr=0.1)
+    assert not torch.equal(model.state_dict()["encoder.layers.0.weight_hh_l0"], before["encoder.layers.0.weight_hh_l0"])
+    assert torch.equal(model.state_dict()["encoder.embedding.weight"], before["encoder.embedding.weight"])
 
 
 def test_a_language_model_starts_the_encoder(ok, trained_run, x_data, tmp_path):

@@ -73,8 +73,9 @@ def test_time_budget_stops_the_run():
     reports = list(trainer.run())
     p = trainer.progress
     assert p.done and p.stop_reason == "horizon"
-    # the clock stopped it: the time trained, with the final evaluation's reserve, reached the budget
-    assert p.step > 0 and p.elapsed + p.eval_seconds >= 1.0  # the reserve is one evaluation's time
+    # the clock stopped it (the only limit), once the time trained and a reserve for the final evaluation (an
+    # estimate from the training speed, as no evaluation came before) reached the budget: most of it was used
+    assert p.step > 0 and p.elapsed >= 0.5
     assert isinstance(reports[-1], EvalReport) and reports[-1].final
 
 

@@ -10,7 +10,6 @@ predict:  checkpoint.load_classifier ─► classify.predict on --text or stdin 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import math
 import sys
@@ -22,11 +21,31 @@ import click
 
 from charlm.cli import console
 from charlm.cli.options import command_line, complete_run, device_option, duration, encoding_errors_option, given
-from charlm.config import CELLS, POOLINGS, PRECISIONS, ClassifierConfig
+from charlm.config import (
+    CELLS,
+    CLASSIFY_PRESET,
+    FINE_TUNE,
+    POOLINGS,
+    PRECISIONS,
+    ClassifierConfig,
+    ModelConfig,
+    TrainConfig,
+)
 from charlm.errors import CheckpointError, ConfigError
 from charlm.tokenizers import LEVELS, NORMALIZATIONS
 
 CLF = ClassifierConfig()
+# what a classifier gets for an option left out: CLASSIFY_PRESET, else the configs' own defaults
+_DEFAULTS = {**ModelConfig().to_dict(), **TrainConfig().to_dict(), **CLASSIFY_PRESET}
+
+
+def _default(name: str, from_lm: str = "") -> str:
+    """'[default: 256; --from: the model's]': an option's default as resolve_classifier gives it, for --help."""
+    value = _DEFAULTS[name]
+    return f"  [default: {value:g}{from_lm}]" if isinstance(value, float) else f"  [default: {value}{from_lm}]"
+
+
+_FROM_LM = "; --from: the model's"
 RESUME_OPTIONS = {"resume", "device"}
 
 
@@ -90,13 +109,13 @@ Examples:
 @click.option("--from", "parent_run", metavar="RUN", shell_complete=complete_run,
               help="Start the encoder from a language-model run (its tokenizer, embedding and recurrent layers; "
                    "a shipped model by name: base).")
-@click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell.  [default: gru; --from: the model's]")
-@click.option("--layers", "num_layers", type=int, help="Recurrent layers.  [default: 2; --from: the model's]")
-@click.option("--hidden", "hidden_size", type=int, help="Units per layer.  [default: 256; --from: the model's]")
+@click.option("--cell", type=click.Choice(CELLS), help="Recurrent cell." + _default("cell", _FROM_LM))
+@click.option("--layers", "num_layers", type=int, help="Recurrent layers." + _default("num_layers", _FROM_LM))
+@click.option("--hidden", "hidden_size", type=int, help="Units per layer." + _default("hidden_size", _FROM_LM))
 @click.option("--embed", "embed_size", type=int,
-              help="Embedding size, 0 = one-hot.  [default: 64; --from: the model's]")
-@click.option("--dropout", type=float, help="Dropout between layers.  [default: 0.1; --from: the model's]")
-@click.option("--weight-drop", type=float, help="Weight drop on W_h.  [default: 0; --from: the model's]")
+              help="Embedding size, 0 = one-hot." + _default("embed_size", _FROM_LM))
+@click.option("--dropout", type=float, help="Dropout between layers." + _default("dropout", _FROM_LM))
+@click.option("--weight-drop", type=float, help="Weight drop on W_h." + _default("weight_drop", _FROM_LM))
 @click.option("--bidirectional", is_flag=True, help="A second encoder reads each text backwards; the two are joined.")
 @click.option("--pool", "pooling", type=click.Choice(POOLINGS), default=CLF.pooling, show_default=True,
               help="What the head sees: the last output (the course's), the mean, the max, or all three (ULMFiT).")
@@ -112,20 +131,21 @@ Examples:
 @click.option("--normalize", type=click.Choice(NORMALIZATIONS), default="none", show_default=True,
               help="Unicode normal form; nfd reads Hangul as jamo (from scratch).")
 @click.option("--vocab-size", type=int, default=4000, show_default=True, help="Subword vocabulary (--level subword).")
-@click.option("-b", "--batch-size", type=int, help="Texts per step.  [default: 32]")
-@click.option("-t", "--window", "seq_len", type=int, help="Tokens read at once, the state carried between windows.  "
-                                                              "[default: 128]")
-@click.option("--lr", type=float, help="Peak learning rate.  [default: by --cell; --from: 0.4x the model's]")
-@click.option("--warmup", "warmup_steps", type=int, help="Linear warm-up steps.  [default: 20]")
-@click.option("--weight-decay", type=float, help="AdamW's weight decay.  [default: 0.1]")
+@click.option("-b", "--batch-size", type=int, help="Texts per step." + _default("batch_size"))
+@click.option("-t", "--window", "seq_len", type=int, help="Tokens read at once, the state carried between windows."
+                                                              + _default("seq_len"))
+@click.option("--lr", type=float,
+              help=f"Peak learning rate.  [default: by --cell; --from: {FINE_TUNE.lr_fraction:g}x the model's]")
+@click.option("--warmup", "warmup_steps", type=int, help="Linear warm-up steps." + _default("warmup_steps"))
+@click.option("--weight-decay", type=float, help="AdamW's weight decay." + _default("weight_decay"))
 @click.option("--epochs", type=float, help="Stop after this many passes over the training examples.")
 @click.option("--max-steps", type=int, help="Stop after this many steps.")
 @click.option("--time-budget", callback=duration,
               help="Stop after this much time of training and evaluation: 90s, 5m (a bare number is seconds). "
                    "Default 5m when no other limit is given.")
-@click.option("--eval-every", type=int, help="Steps between validation passes.  [default: 100]")
+@click.option("--eval-every", type=int, help="Steps between validation passes." + _default("eval_every"))
 @click.option("--patience", type=int, help="Stop after this many validation passes without improvement.")
-@click.option("--seed", type=int, help="Seed of the split, the weights and the order of batches.  [default: 1337]")
+@click.option("--seed", type=int, help="Seed of the split, the weights and the order of batches." + _default("seed"))
 @click.option("--precision", type=click.Choice(PRECISIONS), help="auto: bf16 autocast where it is fast.")
 @device_option
 def train(data, text_column, label_column, labels_spec, glob, skip_empty, encoding_errors, hf_split, val_fraction,
@@ -187,23 +207,12 @@ def _read(source: dict):
     return examples
 
 
-def _fingerprint(examples) -> str:
-    digest = hashlib.sha256()
-    for text, label in zip(examples.texts, examples.labels):
-        digest.update(label.encode() + b"\0" + text.encode("utf-8", errors="surrogatepass") + b"\0")
-    return digest.hexdigest()
-
-
-def _encode(tokenizer, texts: list[str]):
-    return [tokenizer.encode(text, unknown="unk" if tokenizer.unk_id is not None else "error") for text in texts]
-
-
 def _new(source: dict, settings: dict, clf: ClassifierConfig, tokenizer_options: dict, set_by_user: set[str],
          parent_run: str | None, out: Path | None, force: bool, device_name: str, command: str) -> _Setup:
     import numpy as np
 
     from charlm import checkpoint, labelled, runtime, transfer
-    from charlm.classify import TextClassifier
+    from charlm.classify import TextClassifier, encode_texts
     from charlm.config import resolve_classifier
     from charlm.tokenizers import TokenizerSpec
 
@@ -217,37 +226,34 @@ def _new(source: dict, settings: dict, clf: ClassifierConfig, tokenizer_options:
                           "--layers, --hidden, --embed, --level, --normalize and --vocab-size, or train from "
                           "scratch without --from")
     examples = _read(source)
-    train_rows, val_rows = labelled.stratified_split(examples, clf.val_fraction, settings.get("seed", 1337))
+    seed = settings.get("seed", _DEFAULTS["seed"])
+    train_rows, val_rows = labelled.stratified_split(examples, clf.val_fraction, seed)
     train_set, val_set = examples.subset(train_rows), examples.subset(val_rows)
     if not len(val_set):
         raise labelled.DataError(f"{source['source']} is too small to hold out --val-fraction {clf.val_fraction:g} "
                                  "of any class: pass more examples or a larger --val-fraction")
-    model_config, train_config = resolve_classifier(settings, (parent.model_config, parent.train_config)
-                                                    if parent is not None else None)
+    model_config, train_config = resolve_classifier(settings, parent.configs() if parent is not None else None)
     train_config = dataclasses.replace(train_config, precision=runtime.resolve_precision(train_config.precision,
                                                                                          device))
     joined = "\n".join(train_set.texts)
     if parent is not None:
-        fitted = TokenizerSpec(level="char", normalize=parent.tokenizer.normalize).fit(joined) \
-            if parent.tokenizer.kind == "char" else parent.tokenizer
-        added = "".join(sorted(set(fitted.chars) - set(parent.tokenizer.chars)))
-        tokenizer = parent.tokenizer.extended(added) if parent.tokenizer.kind == "char" else parent.tokenizer
+        tokenizer, added = transfer.grow_tokenizer(parent.tokenizer, joined)
     else:
         tokenizer, added = TokenizerSpec(**tokenizer_options).fit(joined), ""
     labels = list(train_set.counts())
     labels.sort()
     if out is None:
-        stem = Path(source["source"].removeprefix("hf:").replace(":", "-")).stem or "data"
-        out = checkpoint.default_run_dir(stem, "char", "classifier", datetime.now())
+        name = Path(source["source"].removeprefix("hf:").replace(":", "-"))
+        out = checkpoint.default_run_dir(str(name), tokenizer.kind, "classifier", datetime.now())
     checkpoint.check_out_dir(out, force)
     checkpoint.clear_old_run(out)
-    data_info = {**source, "examples": len(examples), "sha256": _fingerprint(examples),
+    data_info = {**source, "examples": len(examples), "sha256": examples.fingerprint(),
                  "train_counts": train_set.counts(), "val_counts": val_set.counts()}
     checkpoint.create_classifier_run(out, tokenizer, model_config, train_config, clf.to_dict(), labels, data_info,
                                      command, parent.lineage() if parent is not None else None)
     runtime.seed_everything(train_config.seed)
     model = TextClassifier(model_config, tokenizer.vocab_size, len(labels), clf)
-    train_ids, val_ids = _encode(tokenizer, train_set.texts), _encode(tokenizer, val_set.texts)
+    train_ids, val_ids = encode_texts(tokenizer, train_set.texts), encode_texts(tokenizer, val_set.texts)
     if parent is not None:
         transfer.transplant(model.encoder, parent, tokenizer, np.concatenate(train_ids))
         if model.backward_encoder is not None and model.config.embed_size:  # read backwards: only the embedding
@@ -276,23 +282,24 @@ def _setup(out, model, train_set, val_set, train_ids, val_ids, labels, train_con
 
 def _resumed(run_dir: Path, device_name: str) -> _Setup:
     from charlm import checkpoint, labelled, runtime
+    from charlm.classify import encode_texts
     from charlm.config import ClassifierConfig as Config
 
     device = runtime.select_device(device_name)
-    ck = checkpoint.load_classifier(run_dir)  # its config and tokenizer, checked
-    if not (ck.run_dir / checkpoint.LAST_FILE).exists():
+    if not (checkpoint.find_run(run_dir) / checkpoint.LAST_FILE).exists():
         raise CheckpointError(f"{run_dir} has no {checkpoint.LAST_FILE}: the run saved no resumable state yet; "
                               "start it again with --force")
+    ck = checkpoint.load_classifier(run_dir, weights=checkpoint.LAST_FILE)  # config, tokenizer, last weights
     source = ck.info["data"]
     examples = _read(source)
-    if _fingerprint(examples) != source["sha256"]:
+    if examples.fingerprint() != source["sha256"]:
         raise CheckpointError(f"the examples of {source['source']} changed since the run started: restore them "
                               "to resume")
     clf = Config.from_dict(ck.classifier)
     train_rows, val_rows = labelled.stratified_split(examples, clf.val_fraction, ck.train_config.seed)
     train_set, val_set = examples.subset(train_rows), examples.subset(val_rows)
-    setup = _setup(ck.run_dir, ck.model, train_set, val_set, _encode(ck.tokenizer, train_set.texts),
-                   _encode(ck.tokenizer, val_set.texts), ck.labels, ck.train_config, clf, device)
+    setup = _setup(ck.run_dir, ck.model, train_set, val_set, encode_texts(ck.tokenizer, train_set.texts),
+                   encode_texts(ck.tokenizer, val_set.texts), ck.labels, ck.train_config, clf, device)
     state = checkpoint.load_training_state(ck.run_dir, setup.trainer.model)
     setup.trainer.restore(state.progress, state.optimizer_state, state.rngs)
     p = setup.trainer.progress
@@ -321,7 +328,6 @@ def _eval_line(report, majority: tuple[str, float]) -> str:
 
 
 def _train_and_render(setup: _Setup, started: float) -> int:
-    import torch
 
     from charlm import checkpoint, runtime
     from charlm.classify import ClassifyEvalReport
@@ -346,8 +352,7 @@ def _train_and_render(setup: _Setup, started: float) -> int:
 
     def save_state() -> dict:
         start = time.perf_counter()
-        checkpoint.save_training_state(run_dir, model, trainer.optimizer, None, trainer.resumable_progress(),
-                                       [(torch.get_rng_state(), None)])
+        checkpoint.save_training_state(run_dir, model, trainer.optimizer, None, trainer.resumable_progress())
         return {"type": "save", "step": p.step, "seconds": time.perf_counter() - start}
 
     best_loss = checkpoint.read_weights_summary(run_dir).get("val_loss", math.inf)
@@ -390,6 +395,8 @@ def _train_and_render(setup: _Setup, started: float) -> int:
                           f"Resume with: charlm classify train --resume {run_dir}")
         return EXIT_INTERRUPTED
     checkpoint.append_metrics(run_dir, save_state())
+    if best_loss == math.inf:  # stopped before the first evaluation: the last weights are the ones to use
+        checkpoint.save_weights(run_dir, model, {"step": p.step})
     if not p.done:
         console.err.print(f"stopped by {p.stop_reason} at step {p.step:,}; the run is saved. "
                           f"Resume with: charlm classify train --resume {run_dir}")
@@ -431,7 +438,7 @@ def eval_(run_dir, data, text_column, label_column, labels_spec, glob, skip_empt
     """Score a classifier on labelled examples: accuracy, macro-F1, a table per class and the confusion matrix,
     beside the accuracy of always predicting the training set's majority class."""
     from charlm import checkpoint, labelled, runtime
-    from charlm.classify import evaluate
+    from charlm.classify import encode_texts, evaluate
 
     device = runtime.select_device(device)
     ck = checkpoint.load_classifier(run_dir, device)
@@ -440,7 +447,7 @@ def eval_(run_dir, data, text_column, label_column, labels_spec, glob, skip_empt
     labelled.check_labels(ck.labels, examples, data)
     console.fit_threads("evaluation", str(device))
     index = {label: i for i, label in enumerate(ck.labels)}
-    result = evaluate(ck.model, _encode(ck.tokenizer, examples.texts), [index[label] for label in examples.labels],
+    result = evaluate(ck.model, encode_texts(ck.tokenizer, examples.texts), [index[label] for label in examples.labels],
                       ck.labels, ck.train_config.seq_len, device=device,
                       amp_dtype=runtime.autocast_dtype(ck.train_config.precision, device))
     counts = ck.info["data"]["train_counts"]
@@ -485,6 +492,7 @@ Examples:
 def predict(run_dir, texts, top, as_json, device):
     """Name the class of each text, with the likeliest classes' probabilities."""
     from charlm import checkpoint, runtime
+    from charlm.classify import encode_texts
     from charlm.classify import predict as probabilities
 
     if top < 1:
@@ -492,10 +500,11 @@ def predict(run_dir, texts, top, as_json, device):
     device = runtime.select_device(device)
     ck = checkpoint.load_classifier(run_dir, device)
     if not texts:
-        texts = [line.rstrip("\n") for line in sys.stdin]
+        texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]  # a blank line is no text
     if not texts or not any(t.strip() for t in texts):
         raise ConfigError("no text to classify: pass --text 'some text', or lines on stdin")
-    probs = probabilities(ck.model, _encode(ck.tokenizer, list(texts)), ck.train_config.seq_len, device=device)
+    probs = probabilities(ck.model, encode_texts(ck.tokenizer, list(texts)), ck.train_config.seq_len,
+                          device=device, amp_dtype=runtime.autocast_dtype(ck.train_config.precision, device))
     for text, row in zip(texts, probs.tolist()):
         ranked = sorted(zip(ck.labels, row), key=lambda pair: -pair[1])
         if as_json:

@@ -197,8 +197,7 @@ def train(corpus, out, resume, parent_run, force, val_source, glob, encoding_err
             source, recorded_val = data.recorded_sources(parent.info["corpus"])
             val_source = val_source or recorded_val
         given_settings = {k: v for k, v in options.items() if k in set_by_user}
-        model_config, train_config = resolve(given_settings, (parent.model_config, parent.train_config)
-                                             if parent is not None else None)
+        model_config, train_config = resolve(given_settings, parent.configs() if parent is not None else None)
         if out is None:
             out = _default_out(source, parent.tokenizer.kind if parent else level, model_config.cell)
         cache_min_bytes = 0 if cache_dir is not None else data.CACHE_MIN_BYTES

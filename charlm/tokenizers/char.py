@@ -58,6 +58,12 @@ class CharTokenizer(Tokenizer):
         """This vocabulary with ``chars`` added (ids of the characters it had may change: ``id_map`` says how)."""
         return CharTokenizer(self.chars + chars, self.normalize)
 
+    def grown_by(self, fitted: "CharTokenizer") -> tuple["CharTokenizer", str]:
+        """This vocabulary with the characters of ``fitted`` (a new text's) that it lacks, and those
+        characters: how a run started from this one's model takes in a new text."""
+        added = "".join(sorted(set(fitted.chars) - set(self.chars)))
+        return self.extended(added), added
+
     def id_map(self, other: "CharTokenizer") -> np.ndarray:
         """(V,) int64: the id in ``other``'s vocabulary of each of this one's ids (<unk> → <unk>); -1 where
         ``other`` lacks the character."""
