@@ -47,6 +47,8 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILE = "model.safetensors"
 LAST_FILE = "last.safetensors"
 METRICS_FILE = "metrics.jsonl"
+CLASSIFIER = "classifier"  # config.json's "kind" for a classifier run (a language model's has none)
+LANGUAGE_MODEL = "language model"  # what read_config is asked for when a run must be one
 RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, LAST_FILE, METRICS_FILE)
 
 
@@ -374,8 +376,9 @@ def save_training_state(run_dir: Path, model: RNNLM, optimizer: torch.optim.Opti
     _write_safetensors(Path(run_dir) / LAST_FILE, tensors, metadata)
 
 
-def read_config(run_dir: Path) -> dict:
-    """config.json of a run folder, checked for presence, JSON syntax and format version."""
+def read_config(run_dir: Path, kind: str | None = None) -> dict:
+    """config.json of a run folder, checked for presence, JSON syntax and format version; with ``kind``
+    (LANGUAGE_MODEL or CLASSIFIER), that the run is one: a one-line error naming the command for the other."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
         raise CheckpointError(f"checkpoint {run_dir} does not exist: pass a run folder made by 'charlm train'")
@@ -401,6 +404,13 @@ def read_config(run_dir: Path) -> dict:
     for key in ("model", "train", "tokenizer"):
         if not isinstance(info.get(key), dict):
             raise CheckpointError(f"{path} lacks its '{key}' section: it was edited; restore it or retrain")
+    is_classifier = info.get("kind") == CLASSIFIER
+    if kind == LANGUAGE_MODEL and is_classifier:
+        raise CheckpointError(f"{run_dir} is a text classifier, not a language model: use charlm classify eval, "
+                              f"predict or train --resume {run_dir}")
+    if kind == CLASSIFIER and not is_classifier:
+        raise CheckpointError(f"{run_dir} is a language model, not a text classifier: train one with charlm "
+                              f"classify train DATA --from {run_dir}")
     return info
 
 
@@ -426,10 +436,7 @@ def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights
     same either way (charlm.cells), which is how ``sample/eval/repl --impl`` cross over.
     """
     run_dir = find_run(run_dir)
-    info = read_config(run_dir)
-    if info.get("kind") == CLASSIFIER:
-        raise CheckpointError(f"{run_dir} is a text classifier, not a language model: use charlm classify eval "
-                              f"or charlm classify predict {run_dir}")
+    info = read_config(run_dir, LANGUAGE_MODEL)
     try:
         model_config = ModelConfig.from_dict(info["model"])
         train_config = TrainConfig.from_dict(info["train"])
@@ -462,7 +469,6 @@ def _verify_hash(path: Path, metadata: dict, tensors: dict) -> None:
 
 # ----- text classifiers -------------------------------------------------------------------------------------
 
-CLASSIFIER = "classifier"  # config.json's "kind" for a classifier run (a language model's has none)
 
 
 def create_classifier_run(run_dir: Path, tokenizer: Tokenizer, model_config: ModelConfig, train_config: TrainConfig,
@@ -501,10 +507,7 @@ def load_classifier(run_dir: Path | str, device: torch.device | str = "cpu", wei
     from charlm.config import ClassifierConfig
 
     run_dir = find_run(run_dir)
-    info = read_config(run_dir)
-    if info.get("kind") != CLASSIFIER:
-        raise CheckpointError(f"{run_dir} is a language model, not a text classifier: train one with charlm "
-                              f"classify train DATA --from {run_dir}")
+    info = read_config(run_dir, CLASSIFIER)
     try:
         model_config, train_config = ModelConfig.from_dict(info["model"]), TrainConfig.from_dict(info["train"])
         clf = ClassifierConfig.from_dict(info["classifier"])

@@ -116,7 +116,8 @@ def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] |
 
     A run started from a ``parent`` (its ModelConfig and TrainConfig) takes the parent's architecture
     (ARCHITECTURE_FIELDS, whatever ``given`` says: the caller refuses a contradiction), and by default its
-    dropout, weight drop and weight decay; FINE_TUNE gives its peak learning rate and warm-up.
+    dropout, weight drop, weight decay, batch size and window; FINE_TUNE gives its peak learning rate (a
+    share of the parent's) and warm-up.
     """
     settings = dict(given)
     if all(settings.get(k) is None for k in ("epochs", "max_steps", "time_budget")):
@@ -126,7 +127,8 @@ def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] |
         settings |= {name: getattr(parent_model, name) for name in ARCHITECTURE_FIELDS}
         for name in ("dropout", "dropout_kind", "weight_drop"):
             settings.setdefault(name, getattr(parent_model, name))
-        settings.setdefault("weight_decay", parent_train.weight_decay)
+        for name in ("weight_decay", "batch_size", "seq_len"):
+            settings.setdefault(name, getattr(parent_train, name))
         if settings.get("lr") is None:  # the caller gives the lineage's first rate (transfer.Parent.configs)
             settings["lr"] = float(f"{parent_train.lr * FINE_TUNE.lr_fraction:.6g}")
         settings.setdefault("warmup_steps", FINE_TUNE.warmup_steps)
@@ -338,7 +340,8 @@ class ClassifierConfig:
             (self.pooling in POOLINGS, f"unknown --pool {self.pooling!r}: choose {', '.join(POOLINGS)}"),
             (self.grad_windows >= 1, f"--grad-windows must be at least 1, got {self.grad_windows}"),
             (0.0 <= self.head_dropout < 1.0, f"--head-dropout must be in [0, 1), got {self.head_dropout}"),
-            (0.0 < self.val_fraction < 1.0, f"--val-fraction must be in (0, 1), got {self.val_fraction}"),
+            (0.0 < self.val_fraction < 1.0, f"--val-fraction must be in (0, 1), got {self.val_fraction}: a "
+                                            "classifier validates on held-out examples (e.g. 0.1)"),
             (self.discriminative >= 1.0, f"--discriminative must be 1 (off) or more, got {self.discriminative}"),
         ]
         for ok, message in checks:

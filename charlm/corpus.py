@@ -214,7 +214,7 @@ def _dataset_chunks(item: str | Path, source: Source, chunk_bytes: int) -> Itera
     from charlm import hub
 
     rows, size, done = [], 0, 0
-    for row in hub.iter_texts(item, source.hf_split, source.text_column):
+    for row in hub.iter_texts(item, source.hf_split, source.text_column, source.encoding_errors):
         if size >= chunk_bytes:
             text = "\n".join(rows) + "\n"
             data = text.encode("utf-8", errors="surrogatepass")
@@ -226,6 +226,13 @@ def _dataset_chunks(item: str | Path, source: Source, chunk_bytes: int) -> Itera
     text = "\n".join(rows)
     data = text.encode("utf-8", errors="surrogatepass")
     yield text, data, done + len(data)
+
+
+def decoded(path: Path, encoding_errors: str = "strict") -> Iterator[str]:
+    """The text of one file (decompressed), in chunks ending after a line break; a CorpusError at the first
+    byte that is not UTF-8 under ``encoding_errors`` strict."""
+    for text, _, _ in _file_chunks(Path(path), encoding_errors, CHUNK_BYTES):
+        yield text
 
 
 def stream(source: Source | str, chunk_bytes: int | None = None) -> Iterator[Chunk]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import tempfile
 import threading
 from pathlib import Path
 from typing import Iterator
@@ -94,8 +95,10 @@ def _quiet_datasets():
             datasets.enable_progress_bars()
 
 
-def load(item: str | Path, split: str = "train"):
-    """The ``datasets.Dataset`` for a hub name or a local table file (one split)."""
+def load(item: str | Path, split: str = "train", encoding_errors: str = "strict"):
+    """The ``datasets.Dataset`` for a hub name or a local table file (one split). A local csv or json file
+    that is not valid UTF-8 is a CorpusError naming the first bad byte; with ``encoding_errors`` replace or
+    ignore, a decoded copy of it is loaded instead."""
     if is_hub_name(item):
         name, config = parse_hub_name(item)
         if not _offline():
@@ -103,25 +106,47 @@ def load(item: str | Path, split: str = "train"):
             if reason is not None:
                 raise CorpusError(f"the Hugging Face hub is unreachable ({reason}), so dataset {name} cannot be "
                                   "downloaded: download it where there is network and pass the local file instead "
-                                  "(e.g. charlm train data.jsonl --text-column text), or set HF_HUB_OFFLINE=1 to use "
-                                  "a copy already in the datasets cache")
+                                  "(a .jsonl, .csv or .parquet file with the same columns), or set HF_HUB_OFFLINE=1 "
+                                  "to use a copy already in the datasets cache")
         args, kwargs, label = (name, config), {"split": split}, f"dataset {name}"
-    else:
-        path = Path(item)
-        fmt = TABLE_FORMATS[[s.lower() for s in path.suffixes if s.lower() != ".gz"][-1]]
-        args, kwargs, label = (fmt,), {"data_files": str(path), "split": "train"}, str(path)
-    with _quiet_datasets() as datasets:
-        try:
-            return datasets.load_dataset(*args, **kwargs)
-        except (FileNotFoundError, ConnectionError) as e:
-            raise CorpusError(f"cannot load {label} ({_first_line(e)}): check the name, or that it is in the "
-                              "local datasets cache when offline") from None
-        except Exception as e:  # datasets raises many types (DatasetNotFoundError, ValueError, ArrowInvalid …)
-            reason = e
-            while reason.__cause__ is not None:  # DatasetGenerationError wraps the reason, e.g. a JSON parse error
-                reason = reason.__cause__
-            raise CorpusError(f"cannot load {label} ({type(reason).__name__}: {_first_line(reason)}): check the "
-                              "name, --split and the file's format") from None
+        with _quiet_datasets() as datasets:
+            return _load(datasets, args, kwargs, label, "check the name, --split, and that the dataset is in the "
+                                                       "local datasets cache when offline")
+    path = Path(item)
+    fmt = TABLE_FORMATS[[s.lower() for s in path.suffixes if s.lower() != ".gz"][-1]]
+    with tempfile.TemporaryDirectory(prefix="charlm-table-") as folder, _quiet_datasets() as datasets:
+        data_file = path if fmt == "parquet" else _utf8(path, encoding_errors, Path(folder) / f"table.{fmt}")
+        return _load(datasets, (fmt,), {"data_files": str(data_file), "split": "train"}, str(path),
+                     f"check that it is a {fmt} file with a header row" if fmt == "csv" else
+                     f"check that it is a {fmt} file")
+
+
+def _load(datasets, args: tuple, kwargs: dict, label: str, fix: str):
+    """datasets.load_dataset, any failure turned into one CorpusError that ends in ``fix``."""
+    try:
+        return datasets.load_dataset(*args, **kwargs)
+    except Exception as e:  # datasets raises many types (DatasetNotFoundError, ValueError, ArrowInvalid …)
+        reason = e
+        while reason.__cause__ is not None:  # DatasetGenerationError wraps the reason, e.g. a JSON parse error
+            reason = reason.__cause__
+        if "corresponds to no data" in str(reason) or type(reason).__name__ == "EmptyDataError":
+            raise CorpusError(f"{label} has no rows: pass a table with a header and at least one row") from None
+        raise CorpusError(f"cannot load {label} ({type(reason).__name__}: {_first_line(reason)}): {fix}") from None
+
+
+def _utf8(path: Path, encoding_errors: str, copy: Path) -> Path:
+    """``path`` when it is valid UTF-8 (strict: a CorpusError at the first bad byte, from corpus.decoded);
+    with replace or ignore, a decoded UTF-8 copy of it written to ``copy`` (also decompressed)."""
+    from charlm import corpus
+
+    if encoding_errors == "strict":
+        for _ in corpus.decoded(path, "strict"):
+            pass
+        return path
+    with open(copy, "w", encoding="utf-8", errors="surrogatepass", newline="") as out:
+        for text in corpus.decoded(path, encoding_errors):
+            out.write(text)
+    return copy
 
 
 def _first_line(error: Exception) -> str:
@@ -129,9 +154,10 @@ def _first_line(error: Exception) -> str:
     return (text.splitlines()[0] if text else type(error).__name__)[:200]
 
 
-def iter_texts(item: str | Path, split: str = "train", text_column: str = "text") -> Iterator[str]:
+def iter_texts(item: str | Path, split: str = "train", text_column: str = "text",
+               encoding_errors: str = "strict") -> Iterator[str]:
     """The ``text_column`` value of every row, in order (empty values included, None skipped)."""
-    dataset = load(item, split)
+    dataset = load(item, split, encoding_errors)
     if text_column not in dataset.column_names:
         raise CorpusError(f"{item} has no column {text_column!r} (columns: {', '.join(dataset.column_names)}): "
                           "pass --text-column NAME")

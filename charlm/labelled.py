@@ -22,6 +22,8 @@ from pathlib import Path
 from charlm import corpus, hub
 from charlm.errors import CorpusError
 
+SPLIT_NAMES = {"train", "test", "val", "valid", "validation", "dev"}  # a folder of these holds splits, not labels
+
 
 class DataError(CorpusError):
     """Labelled data that cannot be used as it is."""
@@ -61,10 +63,15 @@ def read(source: str, text_column: str = "text", label_column: str = "label", sp
     error otherwise."""
     path = Path(source).expanduser()
     if hub.is_hub_name(source) or (path.is_file() and hub.is_table_file(path)):
-        texts, found = _table(source, text_column, label_column, split)
+        texts, found = _table(source, text_column, label_column, split, encoding_errors)
         _check_wanted(labels, set(found), source)
     elif path.is_dir():
-        _check_wanted(labels, {sub.name for sub in path.iterdir() if sub.is_dir()}, source)
+        subfolders = {sub.name for sub in path.iterdir() if sub.is_dir()}
+        splits = sorted(subfolders & SPLIT_NAMES)
+        if splits and not labels:
+            raise DataError(f"the subfolders of {source} look like splits ({', '.join(splits)}), not labels: pass "
+                            f"the training split's folder, e.g. {Path(source) / splits[-1]}")
+        _check_wanted(labels, subfolders, source)
         texts, found = _folders(path, glob, encoding_errors, labels)
     elif path.exists():
         raise DataError(f"{source} is a {path.suffix or 'plain'} file, not a table: pass a csv, json, jsonl or "
@@ -99,8 +106,9 @@ def _some(labels: set[str], limit: int = 10) -> str:
     return ", ".join(shown) + (f" and {len(labels) - limit} more" if len(labels) > limit else "")
 
 
-def _table(source: str, text_column: str, label_column: str, split: str) -> tuple[list[str], list[str]]:
-    dataset = hub.load(source, split)
+def _table(source: str, text_column: str, label_column: str, split: str, encoding_errors: str
+           ) -> tuple[list[str], list[str]]:
+    dataset = hub.load(source, split, encoding_errors)
     for column, option in ((text_column, "--text-column"), (label_column, "--label-column")):
         if column not in dataset.column_names:
             raise DataError(f"{source} has no column {column!r} (columns: {', '.join(dataset.column_names)}): "

@@ -47,7 +47,9 @@ LOG_EVERY = 10  # steps between StepReports (the loss is read from the device th
 SNAPSHOT_EVERY = 100  # good steps between in-memory snapshots to roll back to
 BAD_STREAK_FOR_ROLLBACK = 3  # consecutive bad steps that trigger a rollback to the last snapshot
 MAX_ROLLBACKS = 4  # rollbacks tolerated in a run before giving up
-EXPLODED = 3.0  # a loss above EXPLODED * ln(vocab size) (three times worse than guessing) counts as exploding
+# a loss above EXPLODED times the worse of ln(vocab size) (guessing) and the run's first loss counts as exploding:
+# three times worse than where training started (a run started from another model may start far above guessing)
+EXPLODED = 3.0
 DRIFT = 0.1  # nats: training and validation loss both this far above their level at the best evaluation = drifting
 
 
@@ -70,6 +72,7 @@ class Progress:
     drift_warned: bool = False
     evals_since_best: int = 0
     lr_scale: float = 1.0  # halved after each bad (non-finite or exploding) step
+    start_loss: float = 0.0  # the first finite training loss (0: none yet), the scale of an exploding one
     grad_scaler: dict = field(default_factory=dict)  # fp16 loss-scaling state (GradScaler.state_dict())
     bad_steps: int = 0
     bad_streak: int = 0
@@ -236,7 +239,7 @@ class Trainer:
         self._train_loss: float | None = None  # the last StepReport's training loss
         self.hidden: State | None = None
         self._snapshot: tuple[dict, dict] | None = None  # (model, optimizer) state at the last good point
-        self._explode_at = EXPLODED * math.log(max(model.vocab_size, 2))
+        self._guess_loss = math.log(max(model.vocab_size, 2))
         self.steps_per_epoch = len(self._batches(0))
         if self.steps_per_epoch == 0:
             raise CharlmError("training text is too short for one window: lower --batch-size or --seq-len")
@@ -326,7 +329,10 @@ class Trainer:
         norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)  # the norm before clipping
         loss = distributed.mean(self.world, loss.detach())  # every rank takes the same decision below
         finite_grads = torch.isfinite(norm) or self.scaler.is_enabled()
-        if not (torch.isfinite(loss) and finite_grads and loss < self._explode_at):
+        p = self.progress
+        if not p.start_loss and torch.isfinite(loss):
+            p.start_loss = float(loss)
+        if not (torch.isfinite(loss) and finite_grads and loss < EXPLODED * max(self._guess_loss, p.start_loss)):
             self.optimizer.zero_grad(set_to_none=True)
             if self.scaler.is_enabled():
                 self.scaler.update()

@@ -28,6 +28,7 @@ import torch
 
 from charlm import checkpoint
 from charlm.config import ModelConfig, TrainConfig
+from charlm.errors import ConfigError
 from charlm.model import RNNLM
 from charlm.tokenizers import Tokenizer, TokenizerSpec
 
@@ -73,6 +74,42 @@ def load_parent(path: Path | str) -> Parent:
     state = {name: t.detach().clone() for name, t in ck.model.state_dict().items()}
     return Parent(str(path), ck.run_dir, ck.info, ck.tokenizer, ck.model_config, ck.train_config, state,
                   ck.weights_sha256, ck.weights)
+
+
+# the options that would change what a parent is, with the flag a user writes
+ARCHITECTURE_FLAGS = {"cell": "--cell", "num_layers": "--layers", "hidden_size": "--hidden", "embed_size": "--embed",
+                      "tie_weights": "--tie-weights"}
+
+
+def check_options(parent: Parent, given: dict) -> None:
+    """A one-line ConfigError for an option ``given`` (name → value, as the user set them) that contradicts what
+    ``parent`` is: its architecture, level or normalisation, or a subword option for the tokenizer it keeps.
+    An option that says what the parent already is passes."""
+    m, tok = parent.model_config, parent.tokenizer
+    what = f"--from {parent.given} is a {tok.kind}-level {m.cell.upper()} {m.num_layers}×{m.hidden_size}"
+    for name, flag in ARCHITECTURE_FLAGS.items():
+        if name in given and given[name] != getattr(m, name):
+            said = flag if isinstance(given[name], bool) else f"{flag} {given[name]}"
+            its = ("tied" if getattr(m, name) else "untied") + " weights" if name == "tie_weights" \
+                else getattr(m, name)
+            raise ConfigError(f"{what}, and a run started from it keeps its architecture: {said} contradicts its "
+                              f"{its}; drop {flag}, or train from scratch without --from")
+    if "level" in given and given["level"] != tok.kind:
+        raise ConfigError(f"{what}: --level {given['level']} contradicts it; drop --level, or train from scratch "
+                          "without --from")
+    normalize = getattr(tok, "normalize", "none")
+    if "normalize" in given and given["normalize"] != normalize:
+        raise ConfigError(f"{what} with --normalize {normalize}: --normalize {given['normalize']} contradicts it; "
+                          "drop --normalize")
+    if given.keys() & {"vocab_size", "model_type"}:
+        raise ConfigError(f"{what}: its tokenizer is kept, so --vocab-size and --sp-model do not apply; drop them")
+
+
+def check_out(parent: Parent, out: Path) -> None:
+    """Refuse to write a run started from ``parent`` into the parent's own folder (--force would replace it)."""
+    if Path(out).resolve() == parent.run_dir.resolve():
+        raise ConfigError(f"--out {out} is the run --from {parent.given} reads: pick another --out (the parent "
+                          "is only read, never replaced)")
 
 
 def grow_tokenizer(parent: Tokenizer, text: str) -> tuple[Tokenizer, str]:

@@ -64,6 +64,27 @@ def test_tables_folders_and_label_filters_read_the_same_examples(tmp_path):
     assert sorted(zip(folder.texts, folder.labels)) == sorted(rows)
     with pytest.raises(labelled.DataError, match="has no label 'pos' .*none, unsup, x"):
         labelled.read(str(tmp_path / "train"), labels=("pos",))
+    (tmp_path / "test" / "x").mkdir(parents=True)  # the aclImdb root: train/ and test/ are splits, not labels
+    with pytest.raises(labelled.DataError, match="look like splits \\(test, train\\), not labels: pass the "):
+        labelled.read(str(tmp_path))
+
+
+def test_tables_that_are_not_utf8_or_have_no_rows_are_named(fails, ok, tmp_path):
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"text,label\ncaf\xe9,a\nbar,b\n" * 20)
+    fails("classify", "train", latin, message="latin.csv is not valid UTF-8 (bad byte at offset 14): convert it to "
+                                              "UTF-8, or pass --encoding-errors replace|ignore")
+    jsonl = tmp_path / "latin.jsonl"
+    jsonl.write_bytes(b'{"text": "caf\xe9", "label": "a"}\n{"text": "bar", "label": "b"}\n' * 20)
+    fails("train", jsonl, message="latin.jsonl is not valid UTF-8")
+    for data in (latin, jsonl):
+        ok("classify", "train", data, "--encoding-errors", "replace", "--out", tmp_path / f"r{data.suffix}",
+           "--max-steps", "2", *SMALL)
+    assert "caf\ufffd" in checkpoint.load_classifier(tmp_path / "r.csv").tokenizer.decode(
+        checkpoint.load_classifier(tmp_path / "r.csv").tokenizer.encode("caf\ufffd"))
+    header_only = tmp_path / "header.csv"
+    header_only.write_text("text,label\n", encoding="utf-8")
+    fails("classify", "train", header_only, message="header.csv has no rows: pass a table with a header")
 
 
 def test_a_stratified_split_holds_out_every_class():
@@ -283,5 +304,9 @@ def test_runs_of_the_other_kind_and_unseen_test_labels_are_refused(fails, ok, tr
     other = write_csv(tmp_path / "other.csv", [("a", "x"), ("b", "maybe")])
     fails("classify", "eval", run, "--data", other, message="has label(s) the classifier was not trained on: maybe")
     fails("classify", "train", x_data, "--from", trained_run, "--hidden", "99", "--out", tmp_path / "c",
-          message="gives the encoder its architecture and tokenizer")
+          message="keeps its architecture: --hidden 99 contradicts its 16")
     fails("classify", "predict", run, message="no text to classify", input="")
+    for command in (["eval", trained_run, "--split-of", run], ["train", "--resume", run], ["report", run]):
+        fails(*command, message="is a text classifier, not a language model")
+    fails("classify", "train", "--resume", trained_run, message="is a language model, not a text classifier")
+    fails("classify", "train", "--resume", x_data, message="is a file, not a run folder")

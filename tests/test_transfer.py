@@ -117,6 +117,7 @@ def test_byte_and_subword_parents_keep_their_tokenizer(ok, tmp_path, new_text):
     (["--hidden", "32"], "--hidden 32 contradicts its 16; drop --hidden, or train from scratch without --from"),
     (["--level", "byte"], "--level byte contradicts it"),
     (["--normalize", "nfd"], "--normalize nfd contradicts it"),
+    (["--tie-weights"], "--tie-weights contradicts its untied weights"),
 ])
 def test_options_that_contradict_the_parent_are_one_line_errors(fails, trained_run, new_text, tmp_path, args,
                                                                  message):
@@ -137,6 +138,51 @@ def test_a_parent_that_is_not_a_good_run_is_refused(fails, trained_run, new_text
     (broken / "model.safetensors").write_bytes(bytes(weights))
     fails("train", new_text, "--from", broken, "--out", tmp_path / "c", message="fails its content check")
     assert not (tmp_path / "c").exists()
+    before = folder_hashes(trained_run)
+    fails("train", new_text, "--from", trained_run, "--out", trained_run, "--force",
+          message="is the run --from")  # --force would have replaced the parent with its child
+    assert folder_hashes(trained_run) == before
+
+
+def test_an_option_that_says_what_the_parent_is_passes(ok, trained_run, new_text, tmp_path):
+    parent = checkpoint.load(trained_run)
+    ok("train", new_text, "--from", trained_run, "--hidden", parent.model_config.hidden_size, "--cell",
+       parent.model_config.cell, "--out", tmp_path / "c", "--max-steps", "2")
+    info = json.loads((tmp_path / "c" / "config.json").read_text())
+    # a child keeps its parent's batch and window, and a grandchild fine-tunes at the lineage's first rate
+    assert info["train"]["batch_size"] == parent.train_config.batch_size
+    assert info["train"]["seq_len"] == parent.train_config.seq_len
+    ok("train", new_text, "--from", tmp_path / "c", "--out", tmp_path / "g", "--max-steps", "2")
+    grandchild = json.loads((tmp_path / "g" / "config.json").read_text())
+    assert grandchild["train"]["lr"] == info["train"]["lr"] == pytest.approx(parent.train_config.lr * 0.4)
+
+
+def test_more_time_refuses_a_corpus_that_changed_since_the_parent_read_it(fails, ok, tmp_path):
+    text = tmp_path / "t.txt"
+    text.write_text(TINY_TEXT, encoding="utf-8")
+    ok("train", text, "--out", tmp_path / "p", "--max-steps", "3", *TINY_MODEL_ARGS)
+    text.write_text(TINY_TEXT.upper(), encoding="utf-8")
+    fails("train", "--from", tmp_path / "p", "--out", tmp_path / "more", message="has changed since the run was "
+                                                                                 "recorded")
+
+
+def test_a_parent_far_more_sure_than_right_still_fine_tunes(tmp_path):
+    """A model that starts many times worse than guessing on the new text (a confident parent on other text)
+    is not an exploding run: the guard measures against where training started."""
+    from charlm.config import TrainConfig
+    from charlm.train import Trainer
+
+    torch.manual_seed(0)
+    tok = CharTokenizer(TINY_TEXT)
+    ids = tok.encode(TINY_TEXT)
+    model = RNNLM(ModelConfig(num_layers=1, hidden_size=16, embed_size=8, dropout=0.0), tok.vocab_size)
+    with torch.no_grad():
+        model.decoder.bias[:] = 0.0
+        model.decoder.bias[0] = 60.0  # sure of <unk> everywhere: a loss of about 60 nats
+    trainer = Trainer(model, ids[:2000], ids[2000:], TrainConfig(batch_size=4, seq_len=16, max_steps=20,
+                                                                 warmup_steps=0, lr=0.01), torch.device("cpu"))
+    list(trainer.run())
+    assert trainer.progress.bad_steps == 0 and trainer.progress.start_loss > 40
 
 
 def test_new_rows_are_counted_by_the_text(tmp_path):

@@ -201,9 +201,9 @@ def _read(source: dict):
                              source["glob"])
     counts = examples.counts()
     if len(counts) < 2:
+        fix = "--label-column" if not Path(source["source"]).is_dir() else "its label subfolders"
         raise labelled.DataError(f"{source['source']} has one class only ({next(iter(counts))!r}, "
-                                 f"{len(examples):,} examples): a classifier needs two or more; check "
-                                 "--label-column")
+                                 f"{len(examples):,} examples): a classifier needs two or more; check {fix}")
     return examples
 
 
@@ -220,11 +220,11 @@ def _new(source: dict, settings: dict, clf: ClassifierConfig, tokenizer_options:
     if out is not None:
         checkpoint.check_out_dir(out, force)
     parent = transfer.load_parent(parent_run) if parent_run is not None else None
-    if parent is not None and set_by_user & {"cell", "num_layers", "hidden_size", "embed_size", "level", "normalize",
-                                             "vocab_size"}:
-        raise ConfigError(f"--from {parent_run} gives the encoder its architecture and tokenizer: drop --cell, "
-                          "--layers, --hidden, --embed, --level, --normalize and --vocab-size, or train from "
-                          "scratch without --from")
+    if parent is not None and out is not None:
+        transfer.check_out(parent, out)
+    if parent is not None:
+        given_options = {**settings, **tokenizer_options}
+        transfer.check_options(parent, {name: given_options[name] for name in set_by_user if name in given_options})
     examples = _read(source)
     seed = settings.get("seed", _DEFAULTS["seed"])
     train_rows, val_rows = labelled.stratified_split(examples, clf.val_fraction, seed)
@@ -286,9 +286,11 @@ def _resumed(run_dir: Path, device_name: str) -> _Setup:
     from charlm.config import ClassifierConfig as Config
 
     device = runtime.select_device(device_name)
+    info = checkpoint.read_config(checkpoint.find_run(run_dir), checkpoint.CLASSIFIER)  # cheap checks first
     if not (checkpoint.find_run(run_dir) / checkpoint.LAST_FILE).exists():
         raise CheckpointError(f"{run_dir} has no {checkpoint.LAST_FILE}: the run saved no resumable state yet; "
-                              "start it again with --force")
+                              f"start it again: charlm classify train {info['data']['source']} --out {run_dir} "
+                              "--force (with its other options)")
     ck = checkpoint.load_classifier(run_dir, weights=checkpoint.LAST_FILE)  # config, tokenizer, last weights
     source = ck.info["data"]
     examples = _read(source)
@@ -503,6 +505,7 @@ def predict(run_dir, texts, top, as_json, device):
         texts = [line.rstrip("\n") for line in sys.stdin if line.strip()]  # a blank line is no text
     if not texts or not any(t.strip() for t in texts):
         raise ConfigError("no text to classify: pass --text 'some text', or lines on stdin")
+    console.fit_threads("prediction", str(device))
     probs = probabilities(ck.model, encode_texts(ck.tokenizer, list(texts)), ck.train_config.seq_len,
                           device=device, amp_dtype=runtime.autocast_dtype(ck.train_config.precision, device))
     for text, row in zip(texts, probs.tolist()):

@@ -144,7 +144,7 @@ def _evaluate(run_dir: Path, source: Source | None, text: str | None, split_name
         skipped = skipped_chars(tok, text) if unknown == "skip" else 0
         n_chars = len(text) - skipped - tok.count_chars(ids[:1])
     else:
-        info = ck.info if split_run is None else checkpoint.read_config(split_run)
+        info = ck.info if split_run is None else checkpoint.read_config(split_run, checkpoint.LANGUAGE_MODEL)
         steps = data.recorded_split_steps(info["corpus"], info["train"], split_name, tok)
         (ids, n_chars) = read_with_progress(steps)
         label = f"its {split_name} split" if split_run is None else f"the {split_name} split of {split_run}"

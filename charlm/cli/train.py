@@ -39,6 +39,7 @@ from charlm.cli.options import (
 from charlm.config import (
     CELLS,
     DROPOUT_KINDS,
+    FINE_TUNE,
     IMPLS,
     OPTIMIZERS,
     PRECISIONS,
@@ -75,7 +76,9 @@ Examples:
               help="Continue the run in this folder exactly where it stopped, with its own corpus and settings.")
 @click.option("--from", "parent_run", metavar="RUN", shell_complete=complete_run,
               help="Start from RUN's weights, tokenizer and architecture (a run folder, or a shipped model by name: "
-                   "base): fine-tune it on CORPUS (default: RUN's own corpus, for more time on a finished run).")
+                   "base): fine-tune it on CORPUS (default: RUN's own corpus, for more time on a finished run). "
+                   f"Its dropout, weight drop, weight decay, batch and --seq-len are the defaults; the peak --lr "
+                   f"{FINE_TUNE.lr_fraction:g}x its own, after {FINE_TUNE.warmup_steps} warm-up steps.")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--val", "val_source", help="Validation text file (default: the last --val-fraction of the corpus).")
 @click.option("--val-fraction", type=float, default=TRAIN.val_fraction, show_default=True,
@@ -173,7 +176,7 @@ def train(corpus, out, resume, parent_run, force, val_source, glob, encoding_err
     A large corpus is tokenized once into a memory-mapped token cache that later
     runs reuse.
     """
-    from charlm import data, distributed, tokencache
+    from charlm import data, distributed, tokencache, transfer
 
     started = time.monotonic()
     ctx = click.get_current_context()
@@ -200,10 +203,14 @@ def train(corpus, out, resume, parent_run, force, val_source, glob, encoding_err
         model_config, train_config = resolve(given_settings, parent.configs() if parent is not None else None)
         if out is None:
             out = _default_out(source, parent.tokenizer.kind if parent else level, model_config.cell)
+        if parent is not None:
+            transfer.check_out(parent, out)
         cache_min_bytes = 0 if cache_dir is not None else data.CACHE_MIN_BYTES
         cache_dir = None if no_cache else (cache_dir or tokencache.default_dir())
+        # more time on the parent's own corpus: only if it is still the text the parent recorded
+        recorded = parent.info["corpus"] if parent is not None and not corpus else None
         setup = _new_run(source, out, force, model_config, train_config, val_source, spec, cache_dir,
-                         cache_min_bytes, device, command_line(ctx), parent)
+                         cache_min_bytes, device, command_line(ctx), parent, recorded)
     finished = False
     try:
         code = _train_and_render(setup, save_every, started)
@@ -214,33 +221,14 @@ def train(corpus, out, resume, parent_run, force, val_source, glob, encoding_err
         sys.exit(code)
 
 
-# --from: the options that would change what the parent is, with the flag a user writes
-_PARENT_FIXES = {"cell": "--cell", "num_layers": "--layers", "hidden_size": "--hidden", "embed_size": "--embed",
-                 "tie_weights": "--tie-weights"}
-
-
 def _parent(parent_run: str, set_by_user: set[str], options: dict, spec: TokenizerSpec):
-    """The run --from names, loaded and checked (transfer.Parent); a one-line error for an option that
-    contradicts what it is: its architecture, level or normalisation."""
+    """The run --from names, loaded and checked against the options given (transfer.check_options)."""
     from charlm import transfer
-    from charlm.errors import ConfigError
 
     parent = transfer.load_parent(parent_run)
-    m, tok = parent.model_config, parent.tokenizer
-    what = f"--from {parent_run} is a {tok.kind}-level {m.cell.upper()} {m.num_layers}×{m.hidden_size}"
-    for name, flag in _PARENT_FIXES.items():
-        if name in set_by_user and options[name] != getattr(m, name):
-            raise ConfigError(f"{what}, and a run started from it keeps its architecture: {flag} "
-                              f"{options[name]} contradicts its {getattr(m, name)}; drop {flag}, or train "
-                              "from scratch without --from")
-    if "level" in set_by_user and spec.level != tok.kind:
-        raise ConfigError(f"{what}: --level {spec.level} contradicts it; drop --level, or train from scratch "
-                          "without --from")
-    if "normalize" in set_by_user and spec.normalize != tok.normalize:
-        raise ConfigError(f"{what} with --normalize {tok.normalize}: --normalize {spec.normalize} contradicts "
-                          "it; drop --normalize")
-    if set_by_user & {"vocab_size", "model_type"}:
-        raise ConfigError(f"{what}: its tokenizer is kept, so --vocab-size and --sp-model do not apply; drop them")
+    given_options = {**options, "level": spec.level, "normalize": spec.normalize, "vocab_size": spec.vocab_size,
+                     "model_type": spec.model_type}
+    transfer.check_options(parent, {name: given_options[name] for name in set_by_user if name in given_options})
     return parent
 
 
@@ -286,9 +274,10 @@ def _join(device_name: str):
 
 def _new_run(source: Source, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
              val_source: str | None, spec: TokenizerSpec, cache_dir: Path | None, cache_min_bytes: int,
-             device_name: str, command: str, parent=None) -> _Setup:
+             device_name: str, command: str, parent=None, check_against: dict | None = None) -> _Setup:
     """Prepare the data, create the run folder and build the trainer (rank 0 creates, the other ranks read).
-    A ``parent`` (transfer.Parent) gives the tokenizer to start from and the weights to start with."""
+    A ``parent`` (transfer.Parent) gives the tokenizer to start from and the weights to start with;
+    ``check_against`` is a recorded corpus_info the corpus must still match."""
     from charlm import checkpoint, data, distributed, runtime
     from charlm.cli import console
 
@@ -298,7 +287,7 @@ def _new_run(source: Source, out: Path, force: bool, model_config: ModelConfig, 
         checkpoint.check_out_dir(out, force)  # before the slow work: a refused run costs no time
         run = read_with_progress(data.prepare_steps(source, train_config.val_fraction, train_config.test_fraction,
                                                     val_source, spec=spec, cache_dir=cache_dir,
-                                                    cache_min_bytes=cache_min_bytes,
+                                                    cache_min_bytes=cache_min_bytes, check_against=check_against,
                                                     parent=parent.tokenizer if parent is not None else None))
         for message in run.notes:
             console.info(message)
@@ -342,7 +331,7 @@ def _read_run(run_dir: Path) -> _RunParts:
     """A run folder's config and tokenizer, and its corpus prepared again with that tokenizer."""
     from charlm import checkpoint, data
 
-    info = checkpoint.read_config(run_dir)
+    info = checkpoint.read_config(run_dir, checkpoint.LANGUAGE_MODEL)
     tokenizer = checkpoint.load_tokenizer(run_dir, info)
     model_config, train_config = ModelConfig.from_dict(info["model"]), TrainConfig.from_dict(info["train"])
     corpus_info = info["corpus"]
@@ -383,7 +372,7 @@ def _resumed_run(run_dir: Path, device_name: str) -> _Setup:
     from charlm.cli import console
 
     world, device = _join(device_name)
-    checkpoint.read_config(run_dir)  # cheap checks first
+    checkpoint.read_config(run_dir, checkpoint.LANGUAGE_MODEL)  # cheap checks first
     if not (run_dir / checkpoint.LAST_FILE).exists():
         raise CheckpointError(f"{run_dir} has no {checkpoint.LAST_FILE}: the run saved no resumable state yet; "
                               "start it again with --force")

@@ -45,7 +45,7 @@ class Curves:
 def read_curves(run_dir: Path | str) -> Curves:
     """Load a run folder's config and metrics; CharlmError when it is not a run or has no records yet."""
     run_dir = checkpoint.find_run(run_dir)
-    info = checkpoint.read_config(run_dir)
+    info = checkpoint.read_config(run_dir, checkpoint.LANGUAGE_MODEL)
     records = checkpoint.read_metrics(run_dir)
     train, val, bpc, rates, events = Series(), Series(), [], [], []
     for r in records:
