@@ -10,13 +10,16 @@ Prints, each beside its baseline from the same run:
 
     python bench/transfer.py                                  # 60 s and 300 s, the shipped base
     python bench/transfer.py --budgets 60s --skip-korean
-    python bench/transfer.py --base runs/base --ft-lr 1e-3    # another base, another fine-tuning rate
+    python bench/transfer.py --base runs/base --try "lr=--lr 1e-3"    # another base, another fine-tuning rate
+    python bench/transfer.py --budgets 60s --skip-korean --try "1e-3=--lr 1e-3" --try "5e-3=--lr 5e-3"
+    python bench/transfer.py --corpus corpora/korean_bills.txt --budgets 60s --skip-korean --try "d0=--dropout 0"
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -54,11 +57,21 @@ def main() -> None:
     parser.add_argument("--base", default="base", help="the base run (default: the shipped base model)")
     parser.add_argument("--corpus", type=Path, default=TINY)
     parser.add_argument("--budgets", default="60s,300s")
-    parser.add_argument("--ft-lr", help="fine-tuning peak learning rate (default: the preset's)")
+    parser.add_argument("--try", dest="tries", action="append", default=[], metavar="LABEL=OPTIONS",
+                        help="fine-tune with these charlm train options instead of the preset's, each a run beside "
+                             "the same from-scratch one (repeatable)")
     parser.add_argument("--skip-korean", action="store_true")
     args = parser.parse_args()
     budgets = args.budgets.split(",")
-    ft = ["--from", args.base] + (["--lr", args.ft_lr] if args.ft_lr else [])
+    tunings = {"preset": ["--from", args.base]}
+    for tried in args.tries:
+        label, sep, options = tried.partition("=")
+        if not sep or not label:
+            sys.exit(f"--try {tried!r}: write LABEL=OPTIONS, e.g. --try 'lr=--lr 1e-3'")
+        tunings[label] = ["--from", args.base, *shlex.split(options)]
+    if args.tries:
+        del tunings["preset"]
+    ft = next(iter(tunings.values()))
 
     base_corpus = [ROOT / "corpora" / "base" / "train.txt", ROOT / "corpora" / "base" / "val.txt"]
     if all(p.exists() for p in base_corpus):
@@ -80,9 +93,11 @@ def main() -> None:
         print(f"\n{args.corpus.name}: validation loss (nats/char), from scratch and fine-tuned from {args.base}")
         for budget in budgets:
             scratch = train(args.corpus, budget, tmp / f"scratch-{budget}", [])
-            tuned = train(args.corpus, budget, tmp / f"ft-{budget}", ft)
-            print(f"  {budget:>5}  from scratch {scratch['loss']:.4f} ({scratch['steps']:,} steps)   fine-tuned "
-                  f"{tuned['loss']:.4f} ({tuned['steps']:,} steps)   ratio {tuned['loss'] / scratch['loss']:.3f}")
+            print(f"  {budget:>5}  from scratch {scratch['loss']:.4f} ({scratch['steps']:,} steps)")
+            for name, options in tunings.items():
+                tuned = train(args.corpus, budget, tmp / f"ft-{budget}", options)
+                print(f"  {budget:>5}  fine-tuned ({name}) {tuned['loss']:.4f} ({tuned['steps']:,} steps)   ratio "
+                      f"to from scratch {tuned['loss'] / scratch['loss']:.3f}", flush=True)
 
         if not args.skip_korean:
             korean = ROOT / "corpora" / "korean_bills.txt"

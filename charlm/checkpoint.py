@@ -219,7 +219,9 @@ class Checkpoint:
     weights_sha256: str = ""  # of the weights loaded, as their file's header records (and load checked)
 
 
-PRETRAINED = "shakespeare-lstm"  # what sample, repl, score and inspect use without a run folder
+# what sample, repl, score and inspect use without a run folder: the model that predicts general English and
+# Korean text best (checkpoints/README.md)
+PRETRAINED = "base"
 
 
 def shipped_runs() -> dict[str, Path]:

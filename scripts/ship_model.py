@@ -9,7 +9,7 @@ last.safetensors: the optimizer state only resumes training). The weights are st
 (scored before and after, with the same settings), the run's figures on each shipped corpus
 (characters it never saw scored as <unk>; tests/test_pretrained.py checks them), and this command.
 ``--out-name`` replaces the recorded command's --out, a folder of the machine that trained it, with one
-a user's clone can have.
+a user's clone can have; corpus files inside the repository are recorded relative to its root.
 
 Run from the repository root. The destination must not exist (or pass --force).
 """
@@ -53,6 +53,19 @@ def with_out(command: str, out_name: str) -> str:
     return shlex.join(words)
 
 
+def relative_inputs(corpus: dict) -> dict:
+    """The corpus record with inputs inside this repository as paths relative to its root, which a user's
+    clone has (a run records absolute paths, so that it resumes from any folder)."""
+    root = Path.cwd().resolve()
+
+    def relative(item: str) -> str:
+        path = Path(item)
+        return str(path.relative_to(root)) if path.is_absolute() and path.is_relative_to(root) else item
+
+    return {**corpus, **{key: [relative(item) for item in corpus[key]] for key in ("inputs", "val_inputs")
+                         if corpus.get(key)}}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path)
@@ -69,6 +82,7 @@ def main() -> None:
         sys.exit(f"error: {e}")
     info = dict(ck.info)
     info["command"] = with_out(info["command"], args.out_name)
+    info["corpus"] = relative_inputs(info["corpus"])
     with tempfile.TemporaryDirectory(dir=args.dest.parent) as tmp:
         staged = Path(tmp) / args.dest.name
         staged.mkdir()
@@ -86,7 +100,9 @@ def main() -> None:
             "val_split": {"float32_weights": before, "stored_weights": after},
             "shipped_corpora": {name: score(staged, "--text", str(path), "--unknown", "unk")
                                 for name, path in shipped_corpora().items() if path.stat().st_size > 1000},
-            "command": shlex.join(["python", "scripts/ship_model.py", *sys.argv[1:]]),
+            # as run from a clone where the run is at --out-name (not this machine's path to it)
+            "command": shlex.join(["python", "scripts/ship_model.py", args.out_name, str(args.dest), "--out-name",
+                                   args.out_name, "--dtype", args.dtype]),
         }
         checkpoint.write_json(staged / checkpoint.CONFIG_FILE, info)
         old = Path(tmp) / "replaced"

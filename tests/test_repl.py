@@ -107,7 +107,7 @@ def test_the_unknown_token_is_never_generated_or_accepted():
 
 
 def test_piped_input_with_a_refused_line_goes_on_then_exits_1(invoke):
-    result = invoke("repl", "-k", "2", input="To be\n안녕\n:bogus\nor not\n:quit\n")
+    result = invoke("repl", "-k", "2", input="To be\nΩ\n:bogus\nor not\n:quit\n")  # Ω: no shipped model knows it
     assert result.exit_code == 1
     assert len(result.stdout.strip().splitlines()) == 2  # the two good lines were answered
     assert result.stderr.count("error:") == 2 and "Traceback" not in result.output
@@ -399,6 +399,12 @@ def test_live_repl_in_a_terminal(trained_run, tmp_path):
     term.wait_for(r":context\n" + re.escape(context) + "$")
     term.send("\x1b[A")  # ↑ recalls the last line from the history
     term.wait_for(r"» :context$")
+    term.send("\x15\x12temp")  # Ctrl-R searches the history backwards
+    term.wait_for(r"» :temp 0\.5$")
+    term.send("\r\x05\x15")  # Enter keeps the line found (the cursor at the match); Ctrl-E, Ctrl-U clear it
+    term.wait_for(r"» *$")
+    term.send("\x1b[200~To be\x1b[201~")  # a bracketed paste arrives as one insertion
+    term.wait_for(r"» To be$")
     term.send("\x15:bogus\r")  # Ctrl-U clears the line first
     term.wait_for("error: unknown command :bogus")
     term.send("\x04")  # Ctrl-D quits

@@ -94,7 +94,7 @@ Examples:
   charlm classify train corpora/bills_committee_small.csv --label-column committee --normalize nfd \\
       --time-budget 30s --out runs/committee
   charlm classify train corpora/bills_committee_small.csv --label-column committee \\
-      --from shakespeare-lstm --time-budget 30s --out runs/committee-lm
+      --from base --time-budget 30s --out runs/committee-lm
 """)
 @click.argument("data", required=False)
 @data_options

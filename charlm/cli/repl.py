@@ -481,53 +481,14 @@ def _command_hint(text: str) -> str:
 
 
 def _run_live(repl: Repl, name: str) -> None:
-    """prompt_toolkit prompt whose bottom panel is redrawn on every key."""
-    from prompt_toolkit import PromptSession
-    from prompt_toolkit.key_binding import KeyBindings
-    from prompt_toolkit.renderer import CPR_Support
-    from prompt_toolkit.styles import Style
-
-    view = _LiveView(repl, width=lambda: prompt.app.output.get_size().columns)  # prompt: made below
+    """A prompt whose panel of predictions is redrawn on every key (_live_prompt)."""
+    view = _LiveView(repl)
     session = repl.session
-    bindings = KeyBindings()
-
-    @bindings.add("tab")
-    def _accept_into_buffer(event):
-        token = view.top_token(event.current_buffer.text)
-        if token is not None:
-            event.current_buffer.insert_text(escape(token))
-
-    @bindings.add("escape", "enter")
-    def _newline(event):
-        event.current_buffer.insert_text("\\n")
-
-    style = Style.from_dict({
-        "bottom-toolbar": "noreverse", "bottom-toolbar.text": "", "header": "bold", "token": "bold ansicyan",
-        "bar": "ansicyan", "error": "ansired", "keys": "ansibrightblack", "context": "ansibrightblack",
-    })
-
-    def panel_below() -> bool:
-        # prompt_toolkit draws a bottom toolbar only once the terminal has answered a cursor position
-        # request (CPR); where it never will, the panel goes above the input line instead.
-        app = prompt.app
-        return app.output.responds_to_cpr and app.renderer.cpr_support != CPR_Support.NOT_SUPPORTED
-
-    def message():
-        line = [("class:context", tail(session.context)), ("", " » ")]
-        if panel_below() or prompt.app.is_done:
-            return line
-        return view.panel(prompt.default_buffer.text) + [("", "\n")] + line
-
-    def toolbar():
-        return view.panel(prompt.default_buffer.text) if panel_below() else None
-
-    prompt = PromptSession(message, history=_history(), key_bindings=bindings, style=style, bottom_toolbar=toolbar,
-                           reserve_space_for_menu=0)  # no completion menu: the panel sits right under the line
-    prompt.app.renderer.cpr_not_supported_callback = None  # no warning: the panel moves above the line instead
+    prompt = _live_prompt(view, session)
     _banner(name, f"predictions update as you type. {LIVE_KEYS}.")
     while True:
         try:
-            line = prompt.prompt()
+            line = prompt()
         except EOFError:
             break
         except KeyboardInterrupt:
@@ -548,3 +509,94 @@ def _run_live(repl: Repl, name: str) -> None:
                 session.commit()
             except CharlmError as e:
                 repl.error(str(e))
+
+
+def _live_prompt(view: _LiveView, session):
+    """A prompt_toolkit application with only what the REPL shows: the line being typed (after the context's
+    tail), the history search toolbar while Ctrl-R searches, and the panel right under the line; or above it
+    where the terminal never reports the cursor's position (without that report prompt_toolkit cannot tell
+    how many rows are left below). A PromptSession lays out a dozen containers it would never show (menus,
+    validation, argument and system toolbars) on every key. Kept from it: the history file and ↑/↓, Ctrl-R,
+    bracketed paste and the emacs line-editing keys (prompt_toolkit's default bindings), Ctrl-C (clears the
+    line) and Ctrl-D on an empty line (quits). Returns a function that reads one line."""
+    from prompt_toolkit.application import Application
+    from prompt_toolkit.buffer import Buffer
+    from prompt_toolkit.filters import Condition, has_focus
+    from prompt_toolkit.key_binding import KeyBindings, merge_key_bindings
+    from prompt_toolkit.key_binding.defaults import load_key_bindings
+    from prompt_toolkit.layout import ConditionalContainer, HSplit, Layout, Window
+    from prompt_toolkit.layout.controls import BufferControl, FormattedTextControl
+    from prompt_toolkit.layout.processors import BeforeInput
+    from prompt_toolkit.renderer import CPR_Support
+    from prompt_toolkit.styles import Style
+    from prompt_toolkit.widgets import SearchToolbar
+
+    def accept(buffer: Buffer) -> bool:
+        app.exit(result=buffer.text)
+        return True  # keep the text on screen; the next prompt starts empty
+
+    buffer = Buffer(history=_history(), multiline=False, accept_handler=accept)
+    search = SearchToolbar()
+    editing = has_focus(buffer)
+    bindings = KeyBindings()
+
+    @bindings.add("enter", filter=editing)
+    def _accept(event):
+        buffer.validate_and_handle()
+
+    @bindings.add("c-c", filter=editing)
+    @bindings.add("<sigint>")
+    def _interrupt(event):
+        event.app.exit(exception=KeyboardInterrupt, style="class:aborting")
+
+    @bindings.add("c-d", filter=editing & Condition(lambda: not buffer.text))
+    def _quit(event):
+        event.app.exit(exception=EOFError, style="class:exiting")
+
+    @bindings.add("tab", filter=editing)
+    def _accept_into_buffer(event):
+        token = view.top_token(buffer.text)
+        if token is not None:
+            buffer.insert_text(escape(token))
+
+    @bindings.add("escape", "enter", filter=editing)
+    def _newline(event):
+        buffer.insert_text("\\n")
+
+    @Condition
+    def panel_below() -> bool:
+        # a layout taller than the rows left under the cursor can only be drawn where the terminal has
+        # answered a cursor position request (CPR); elsewhere the panel goes above the input line
+        return app.output.responds_to_cpr and app.renderer.cpr_support != CPR_Support.NOT_SUPPORTED
+
+    done = Condition(lambda: app.is_done)
+    line = [("class:context", ""), ("", " » ")]
+
+    def message():
+        line[0] = ("class:context", tail(session.context))
+        return line
+
+    def panel():
+        return view.panel(buffer.text)
+
+    style = Style.from_dict({"header": "bold", "token": "bold ansicyan", "bar": "ansicyan", "error": "ansired",
+                             "keys": "ansibrightblack", "context": "ansibrightblack"})
+    app = Application(
+        layout=Layout(HSplit([
+            ConditionalContainer(Window(FormattedTextControl(panel), dont_extend_height=True),
+                                 filter=~panel_below & ~done),
+            Window(BufferControl(buffer, input_processors=[BeforeInput(message)],
+                                 search_buffer_control=search.control), dont_extend_height=True, wrap_lines=True),
+            ConditionalContainer(search, filter=~done),
+            ConditionalContainer(Window(FormattedTextControl(panel), dont_extend_height=True),
+                                 filter=panel_below & ~done),
+        ]), focused_element=buffer),
+        key_bindings=merge_key_bindings([load_key_bindings(), bindings]), style=style, erase_when_done=False)
+    app.renderer.cpr_not_supported_callback = None  # no warning: the panel moves above the line instead
+    view.width = lambda: app.output.get_size().columns
+
+    def read_line() -> str:
+        buffer.reset()
+        return app.run()
+
+    return read_line
