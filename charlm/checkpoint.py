@@ -49,6 +49,7 @@ LAST_FILE = "last.safetensors"
 METRICS_FILE = "metrics.jsonl"
 CLASSIFIER = "classifier"  # config.json's "kind" for a classifier run (a language model's has none)
 LANGUAGE_MODEL = "language model"  # what read_config is asked for when a run must be one
+PASS_A_RUN = "pass a run folder (charlm train or charlm classify train makes one)"
 RUN_FILES = (CONFIG_FILE, TOKENIZER_FILE, MODEL_FILE, LAST_FILE, METRICS_FILE)
 
 
@@ -254,8 +255,7 @@ def find_run(path: Path | str | None) -> Path:
         hint = f"did you mean {parent / close[0]}?"
     else:
         hint = f"the shipped models are {', '.join(shipped)} (pass the name alone)" if shipped else ""
-    raise CheckpointError(f"checkpoint {path} does not exist: pass a run folder made by 'charlm train'"
-                          + (f"; {hint}" if hint else ""))
+    raise CheckpointError(f"checkpoint {path} does not exist: {PASS_A_RUN}" + (f"; {hint}" if hint else ""))
 
 
 def is_run_dir(path: Path) -> bool:
@@ -383,7 +383,7 @@ def read_config(run_dir: Path, kind: str | None = None) -> dict:
     (LANGUAGE_MODEL or CLASSIFIER), that the run is one: a one-line error naming the command for the other."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
-        raise CheckpointError(f"checkpoint {run_dir} does not exist: pass a run folder made by 'charlm train'")
+        raise CheckpointError(f"checkpoint {run_dir} does not exist: {PASS_A_RUN}")
     if not run_dir.is_dir():
         raise CheckpointError(f"checkpoint {run_dir} is a file, not a run folder: pass the folder 'charlm train --out' "
                               "made")
@@ -448,16 +448,21 @@ def load(run_dir: Path | str | None, device: torch.device | str = "cpu", weights
         model_config = dataclasses.replace(model_config, impl=impl)
     tokenizer = load_tokenizer(run_dir, info)
     model = RNNLM(model_config, tokenizer.vocab_size)
+    summary, weights_sha256 = _fill(model, run_dir, weights)
+    return Checkpoint(model.to(device), tokenizer, model_config, train_config, info, summary, run_dir, weights_sha256)
+
+
+def _fill(model: torch.nn.Module, run_dir: Path, weights: str) -> tuple[dict, str]:
+    """Load ``weights`` (MODEL_FILE or LAST_FILE) of ``run_dir`` into ``model``, its hash verified; returns the
+    file's summary (the best weights') or progress (the last state's), and the weights' hash."""
     path = run_dir / weights
     tensors, metadata = _read_safetensors(path, "model weights")
     _verify_hash(path, metadata, tensors)
     if weights == LAST_FILE:
         tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     _load_weights(model, tensors, path)
-    summary = json.loads(metadata.get("summary",
-                                      "{}")) if weights == MODEL_FILE else json.loads(metadata.get("progress", "{}"))
-    return Checkpoint(model.to(device), tokenizer, model_config, train_config, info, summary, run_dir,
-                      metadata["weights_sha256"])
+    key = "summary" if weights == MODEL_FILE else "progress"
+    return json.loads(metadata.get(key, "{}")), metadata["weights_sha256"]
 
 
 def _verify_hash(path: Path, metadata: dict, tensors: dict) -> None:
@@ -518,15 +523,9 @@ def load_classifier(run_dir: Path | str, device: torch.device | str = "cpu", wei
         raise CheckpointError(f"{run_dir / CONFIG_FILE} has invalid settings ({e}): restore it or retrain") from None
     tokenizer = load_tokenizer(run_dir, info)
     model = TextClassifier(model_config, tokenizer.vocab_size, len(labels), clf)
-    path = run_dir / weights
-    tensors, metadata = _read_safetensors(path, "model weights")
-    _verify_hash(path, metadata, tensors)
-    if weights == LAST_FILE:
-        tensors = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-    _load_weights(model, tensors, path)
-    key = "summary" if weights == MODEL_FILE else "progress"
+    summary, _ = _fill(model, run_dir, weights)
     return ClassifierCheckpoint(model.to(device), tokenizer, model_config, train_config, info["classifier"], labels,
-                                info, json.loads(metadata.get(key, "{}")), run_dir)
+                                info, summary, run_dir)
 
 
 @dataclass

@@ -166,9 +166,9 @@ def test_an_interrupted_format_1_run_resumes(invoke, tiny_corpus, tmp_path, monk
 def test_a_missing_run_names_the_closest_one_and_shipped_models_load_by_name(fails, ok, trained_run, tmp_path,
                                                                              monkeypatch):
     typo = trained_run.parent / "rnu"
-    fails("sample", typo, message=f"checkpoint {typo} does not exist: pass a run folder made by 'charlm train'; "
-                                  f"did you mean {trained_run}?")
-    fails("eval", tmp_path / "nothing-like-it", message="the shipped models are shakespeare-lstm")
+    fails("sample", typo, message=f"checkpoint {typo} does not exist: pass a run folder (charlm train or charlm "
+                                  f"classify train makes one); did you mean {trained_run}?")
+    fails("eval", tmp_path / "nothing-like-it", message="the shipped models are base, shakespeare-lstm")
     monkeypatch.chdir(tmp_path)  # a folder without checkpoints/: the shipped model is still found by its name
     assert ok("sample", "shakespeare-lstm", "-p", "KING", "-n", "5", "--seed", "1").stdout.startswith("KING")
-    assert checkpoint.find_run("checkpoints/shakespeare-lstm") == checkpoint.pretrained_dir()
+    assert checkpoint.find_run("checkpoints/shakespeare-lstm") == checkpoint.shipped_runs()["shakespeare-lstm"]
