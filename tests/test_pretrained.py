@@ -124,5 +124,7 @@ def test_sample_and_repl_default_to_the_base_model_in_english_and_korean(invoke)
     assert repl.exit_code == 0, repl.output
     first = repl.stdout.splitlines()[0]  # 'entropy 1.52 bits | e 0.742  u 0.061 …'
     assert first.startswith("entropy ") and first.split(" | ")[1].split()[0] == "e"  # "To be, or not to b" → e
-    korean = invoke("sample", "-p", "대한민국은 민주공화", "-n", "3", "-t", "0")  # three jamo: one syllable
-    assert korean.exit_code == 0 and korean.stdout.strip() == "대한민국은 민주공화국"
+    # Three jamo make one syllable; the base model puts 0.93 on the first of them, a margin
+    # that survives another CPU's rounding (a near tie would make greedy output machine-dependent).
+    korean = invoke("sample", "-p", "대한민", "-n", "3", "-t", "0")
+    assert korean.exit_code == 0 and korean.stdout.strip() == "대한민국"
