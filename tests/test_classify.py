@@ -172,6 +172,9 @@ def test_train_eval_and_predict(ok, x_data, tmp_path):
     figures = json.loads(ok("classify", "eval", run, "--data", x_data, "--json").stdout)
     assert figures["accuracy"] > 0.9 and figures["majority_accuracy"] == 0.5 and figures["examples"] == 300
     assert sum(map(sum, figures["confusion"])) == 300 and {r["label"] for r in figures["per_class"]} == {"none", "x"}
+    held_out = json.loads(ok("classify", "eval", run, "--json").stdout)  # no --data: the 30 validation examples
+    assert held_out["examples"] == 30 and held_out["data"].endswith("(held out for validation)")
+    assert held_out["accuracy"] > 0.8
     shown = ok("classify", "predict", run, "--text", "abc dex ab", "--text", "abc de ab").stdout.splitlines()
     assert shown[0].startswith("x\t") and shown[1].startswith("none\t")
     lines = ok("classify", "predict", run, "--json", input="ab x\n\nabab\n").stdout.splitlines()  # blank: no text
@@ -195,6 +198,13 @@ def test_every_encoder_and_pooling_trains(ok, x_data, tmp_path, options):
     run = tmp_path / "run"
     ok("classify", "train", x_data, "--out", run, "--max-steps", "20", *SMALL, *options)
     assert checkpoint.load_classifier(run).model(*batch_tensors([np.array([1, 2])], 48), window=48).shape == (1, 2)
+
+
+def test_eval_without_data_refuses_examples_that_changed_since_training(ok, fails, x_data, tmp_path):
+    run = tmp_path / "run"
+    ok("classify", "train", x_data, "--out", run, "--max-steps", "5", *SMALL)
+    x_data.write_text(x_data.read_text(encoding="utf-8") + "one more x,x\n", encoding="utf-8")
+    fails("classify", "eval", run, message="changed since the run started: pass the examples to score with --data")
 
 
 def test_a_stopped_run_resumes_to_the_same_weights(invoke, x_data, tmp_path, monkeypatch):

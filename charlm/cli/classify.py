@@ -72,7 +72,7 @@ def _labels(spec: str | None) -> tuple[str, ...] | None:
 @click.group(epilog="""\b
 Examples:
   charlm classify train corpora/brackets.csv --time-budget 30s --out runs/brackets
-  charlm classify eval runs/brackets --data corpora/brackets.csv
+  charlm classify eval runs/brackets
   charlm classify predict runs/brackets --text "(()())" --text "(()"
 """)
 def classify():
@@ -281,7 +281,7 @@ def _setup(out, model, train_set, val_set, train_ids, val_ids, labels, train_con
 
 
 def _resumed(run_dir: Path, device_name: str) -> _Setup:
-    from charlm import checkpoint, labelled, runtime
+    from charlm import checkpoint, runtime
     from charlm.classify import encode_texts
     from charlm.config import ClassifierConfig as Config
 
@@ -292,14 +292,8 @@ def _resumed(run_dir: Path, device_name: str) -> _Setup:
                               f"start it again: charlm classify train {info['data']['source']} --out {run_dir} "
                               "--force (with its other options)")
     ck = checkpoint.load_classifier(run_dir, weights=checkpoint.LAST_FILE)  # config, tokenizer, last weights
-    source = ck.info["data"]
-    examples = _read(source)
-    if examples.fingerprint() != source["sha256"]:
-        raise CheckpointError(f"the examples of {source['source']} changed since the run started: restore them "
-                              "to resume")
     clf = Config.from_dict(ck.classifier)
-    train_rows, val_rows = labelled.stratified_split(examples, clf.val_fraction, ck.train_config.seed)
-    train_set, val_set = examples.subset(train_rows), examples.subset(val_rows)
+    train_set, val_set = _run_split(ck, "restore them to resume")
     setup = _setup(ck.run_dir, ck.model, train_set, val_set, encode_texts(ck.tokenizer, train_set.texts),
                    encode_texts(ck.tokenizer, val_set.texts), ck.labels, ck.train_config, clf, device)
     state = checkpoint.load_training_state(ck.run_dir, setup.trainer.model)
@@ -310,6 +304,21 @@ def _resumed(run_dir: Path, device_name: str) -> _Setup:
     checkpoint.truncate_metrics(ck.run_dir, p.step)
     console.info(f"resuming {run_dir} at step {p.step:,} (epoch {p.epoch})")
     return setup
+
+
+def _run_split(ck, fix: str):
+    """The training and validation examples of the run ``ck`` (a loaded classifier), rebuilt from its recorded
+    source, split and seed; an error ending in ``fix`` if the source's examples changed since it trained."""
+    from charlm import labelled
+    from charlm.config import ClassifierConfig
+
+    source = ck.info["data"]
+    examples = _read(source)
+    if examples.fingerprint() != source["sha256"]:
+        raise CheckpointError(f"the examples of {source['source']} changed since the run started: {fix}")
+    clf = ClassifierConfig.from_dict(ck.classifier)
+    train_rows, val_rows = labelled.stratified_split(examples, clf.val_fraction, ck.train_config.seed)
+    return examples.subset(train_rows), examples.subset(val_rows)
 
 
 def _print_balance(train_set, val_set, labels: list[str], majority: tuple[str, float]) -> None:
@@ -425,28 +434,33 @@ def _train_and_render(setup: _Setup, started: float) -> int:
 @classify.command(name="eval", epilog="""\b
 Examples:
   charlm classify train corpora/brackets.csv --time-budget 30s --out runs/brackets
-  charlm classify eval runs/brackets --data corpora/brackets.csv
+  charlm classify eval runs/brackets
   charlm classify eval runs/brackets --data corpora/brackets.csv --json
 """)
 @click.argument("run_dir", type=click.Path(path_type=Path), shell_complete=complete_run)
-@click.option("--data", required=True,
-              help="Labelled examples to score: a table, a folder of label subfolders or hf:NAME.")
+@click.option("--data", help="Labelled examples to score: a table, a folder of label subfolders or hf:NAME. "
+                             "[default: the examples the run held out for validation, rebuilt from its data]")
 @data_options
 @click.option("--split", "hf_split", default="test", show_default=True, help="Split of a Hugging Face dataset.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON instead.")
 @device_option
 def eval_(run_dir, data, text_column, label_column, labels_spec, glob, skip_empty, encoding_errors, hf_split, as_json,
           device):
-    """Score a classifier on labelled examples: accuracy, macro-F1, a table per class and the confusion matrix,
-    beside the accuracy of always predicting the training set's majority class."""
+    """Score a classifier on labelled examples (by default those its run held out for validation): accuracy,
+    macro-F1, a table per class and the confusion matrix, beside the accuracy of always predicting the training
+    set's majority class."""
     from charlm import checkpoint, labelled, runtime
     from charlm.classify import encode_texts, evaluate
 
     device = runtime.select_device(device)
     ck = checkpoint.load_classifier(run_dir, device)
-    examples = labelled.read(data, text_column, label_column, hf_split, _labels(labels_spec), skip_empty,
-                             encoding_errors, glob)
-    labelled.check_labels(ck.labels, examples, data)
+    if data is None:
+        _, examples = _run_split(ck, "pass the examples to score with --data")
+        data = f"{ck.info['data']['source']} (held out for validation)"
+    else:
+        examples = labelled.read(data, text_column, label_column, hf_split, _labels(labels_spec), skip_empty,
+                                 encoding_errors, glob)
+        labelled.check_labels(ck.labels, examples, data)
     console.fit_threads("evaluation", str(device))
     index = {label: i for i, label in enumerate(ck.labels)}
     result = evaluate(ck.model, encode_texts(ck.tokenizer, examples.texts), [index[label] for label in examples.labels],
