@@ -59,32 +59,3 @@ def test_help_says_what_the_table_says(invoke):
     text = " ".join(invoke("train", "--help").stdout.split())
     for name in config.PRESET_FIELDS:
         assert " ".join(config.preset_help(name).split()) in text, name
-
-
-def test_a_large_training_text_takes_the_large_corpus_row_unless_told_otherwise():
-    row = config.LARGE_CORPUS
-    model, train = resolve({"time_budget": 600.0}, train_chars=row.min_chars)
-    assert (model.hidden_size, train.batch_size, model.dropout, model.weight_drop) == (
-        row.hidden_size, row.batch_size, row.dropout, row.weight_drop)
-    assert model.cell == config.preset_for(600.0).cell and train.lr == LR_BY_CELL[model.cell] * row.lr_factor
-    small_model, small_train = resolve({"time_budget": 600.0}, train_chars=row.min_chars - 1)
-    assert (small_model, small_train) == resolve({"time_budget": 600.0})  # a smaller text: the budget row
-    assert resolve({"max_steps": 10}, train_chars=row.min_chars)[0] == ModelConfig()  # no budget: no row
-    model, train = resolve({"time_budget": 600.0, "hidden_size": 100, "batch_size": 8}, train_chars=row.min_chars)
-    assert (model.hidden_size, train.batch_size, model.dropout) == (100, 8, row.dropout)
-
-
-def test_train_resolves_again_once_it_knows_the_training_text_is_large(invoke, tiny_corpus, tmp_path,
-                                                                        monkeypatch):
-    import dataclasses
-    import json
-
-    small = dataclasses.replace(config.LARGE_CORPUS, min_chars=100, hidden_size=24, batch_size=4, lr_factor=2.0)
-    monkeypatch.setattr(config, "LARGE_CORPUS", small)
-    result = invoke("train", tiny_corpus, "--out", tmp_path / "run", "--time-budget", "1s", "--layers", "1",
-                    "--embed", "8", "--seq-len", "8")
-    assert result.exit_code == 0, result.output
-    assert "characters: the preset for" in result.stderr
-    info = json.loads((tmp_path / "run" / "config.json").read_text())
-    assert (info["model"]["hidden_size"], info["train"]["batch_size"], info["model"]["dropout"]) == (24, 4, 0.0)
-    assert info["train"]["lr"] == LR_BY_CELL[info["model"]["cell"]] * 2.0

@@ -41,12 +41,10 @@ from charlm.config import (
     DROPOUT_KINDS,
     FINE_TUNE,
     IMPLS,
-    LARGE_CORPUS,
     OPTIMIZERS,
     PRECISIONS,
     ModelConfig,
     TrainConfig,
-    large_corpus,
     preset_help,
     resolve,
 )
@@ -130,8 +128,7 @@ Examples:
               help="fused: torch's kernels; reference: the course equations over an explicit time loop (same weights, "
                    "slower; docs/cells.md).")
 @click.option("-b", "--batch-size", type=int, default=TRAIN.batch_size,
-              help=f"Parallel streams per step.  [default: {TRAIN.batch_size}; {LARGE_CORPUS.batch_size} for "
-                   f"{LARGE_CORPUS.applies} (with a budget); --from: the parent's]")
+              help=f"Parallel streams per step.  [default: {TRAIN.batch_size}; --from: the parent's]")
 @click.option("-t", "--seq-len", "--bptt", "seq_len", type=int, default=TRAIN.seq_len, show_default=True,
               help="Truncated BPTT length (tokens per window).")
 @click.option("--optimizer", type=click.Choice(OPTIMIZERS), default=TRAIN.optimizer, show_default=True)
@@ -171,8 +168,7 @@ def train(corpus, out, resume, parent_run, force, val_source, glob, encoding_err
     names, json/jsonl/csv/parquet files or Hugging Face datasets (hf:NAME[:CONFIG]). Without CORPUS it
     trains on the shipped shakespeare corpus; without --epochs, --max-steps or --time-budget, for 5 minutes.
     The options marked "by --time-budget" come from the preset table measured best for that budget
-    (docs/performance.md); a training text of 10M characters or more, which a budget cannot overfit, gets a
-    wider model, more streams and no dropout. The run's first line says what it got.
+    (docs/performance.md), for a corpus of any size. The run's first line says what it got.
 
     The corpus is split contiguously by characters (the last 10% validates), a
     character, byte or subword vocabulary is built from the training part only,
@@ -215,8 +211,7 @@ def train(corpus, out, resume, parent_run, force, val_source, glob, encoding_err
         # more time on the parent's own corpus: only if it is still the text the parent recorded
         recorded = parent.info["corpus"] if parent is not None and not corpus else None
         setup = _new_run(source, out, force, model_config, train_config, val_source, spec, cache_dir,
-                         cache_min_bytes, device, command_line(ctx), parent, recorded,
-                         given_settings if parent is None else None)
+                         cache_min_bytes, device, command_line(ctx), parent, recorded)
     finished = False
     try:
         code = _train_and_render(setup, save_every, started)
@@ -280,13 +275,10 @@ def _join(device_name: str):
 
 def _new_run(source: Source, out: Path, force: bool, model_config: ModelConfig, train_config: TrainConfig,
              val_source: str | None, spec: TokenizerSpec, cache_dir: Path | None, cache_min_bytes: int,
-             device_name: str, command: str, parent=None, check_against: dict | None = None,
-             given: dict | None = None) -> _Setup:
+             device_name: str, command: str, parent=None, check_against: dict | None = None) -> _Setup:
     """Prepare the data, create the run folder and build the trainer (rank 0 creates, the other ranks read).
     A ``parent`` (transfer.Parent) gives the tokenizer to start from and the weights to start with;
-    ``check_against`` is a recorded corpus_info the corpus must still match. ``given`` (the options the
-    user gave, for a run from scratch) resolves the configs again once the training text's size is known:
-    a large one takes the large-corpus preset (config.LARGE_CORPUS)."""
+    ``check_against`` is a recorded corpus_info the corpus must still match."""
     from charlm import checkpoint, data, distributed, runtime
     from charlm.cli import console
 
@@ -304,23 +296,18 @@ def _new_run(source: Source, out: Path, force: bool, model_config: ModelConfig, 
             console.warn(message)
         from charlm.batching import fit_to_corpus
 
-        m_config, t_config = model_config, train_config
-        n_chars = run.corpus_info["train_characters"]
-        if given is not None and large_corpus({"time_budget": train_config.time_budget}, None, n_chars):
-            m_config, t_config = resolve(given, None, n_chars)
-            console.info(f"the training text has {n_chars:,} characters: the preset for "
-                         f"{LARGE_CORPUS.applies} applies (docs/performance.md)")
-        batch_size, seq_len, warnings = fit_to_corpus(len(run.train_ids), t_config.batch_size, t_config.seq_len)
+        batch_size, seq_len, warnings = fit_to_corpus(len(run.train_ids), train_config.batch_size,
+                                                      train_config.seq_len)
         for message in warnings:
             console.warn(message)
-        config = dataclasses.replace(t_config, batch_size=batch_size, seq_len=seq_len,
-                                     precision=runtime.resolve_precision(t_config.precision, device))
+        config = dataclasses.replace(train_config, batch_size=batch_size, seq_len=seq_len,
+                                     precision=runtime.resolve_precision(train_config.precision, device))
         world.check_batch_size(batch_size)
         checkpoint.check_out_dir(out, force)  # again: the folder may have changed while the corpus was read
         checkpoint.clear_old_run(out)
         lineage = parent.lineage() if parent is not None else None
-        info = checkpoint.create_run(out, run.tokenizer, m_config, config, run.corpus_info, command, lineage)
-        return _RunParts(info, run, m_config, config)
+        info = checkpoint.create_run(out, run.tokenizer, model_config, config, run.corpus_info, command, lineage)
+        return _RunParts(info, run, model_config, config)
 
     parts = distributed.main_first(world, create, lambda _: _read_run(out))
     runtime.seed_everything(parts.train_config.seed)
