@@ -220,7 +220,7 @@ class Checkpoint:
     weights_sha256: str = ""  # of the weights loaded, as their file's header records (and load checked)
 
 
-# what sample, repl, score and inspect use without a run folder: the model that predicts general English and
+# what sample and repl use without a run folder: the model that predicts general English and
 # Korean text best (checkpoints/README.md)
 PRETRAINED = "base"
 

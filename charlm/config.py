@@ -72,16 +72,18 @@ BUDGET_PRESETS = (
 
 @dataclass(frozen=True)
 class FineTunePreset:
-    """The defaults of a run started from another one (--from RUN), which keeps the parent's architecture,
-    dropout, weight drop and weight decay."""
+    """The defaults of a language model started from another one (--from RUN), which keeps the parent's
+    architecture, weight decay, batch and window."""
 
     applies: str
     lr_fraction: float  # peak learning rate as a fraction of the parent's
     warmup_steps: int
+    dropout: float  # dropout and weight drop while fine-tuning, whatever the parent's were
+    weight_drop: float
 
 
 # Runs started from a parent run (docs/performance.md, "Fine-tuning").
-FINE_TUNE = FineTunePreset("--from RUN", 0.4, 20)
+FINE_TUNE = FineTunePreset("--from RUN", 0.4, 20, 0.0, 0.0)
 # The ModelConfig fields a run started from a parent takes from it, whatever it is given.
 ARCHITECTURE_FIELDS = ("cell", "num_layers", "hidden_size", "embed_size", "tie_weights")
 # Peak learning rate by cell when --lr is not given: 1e-2 is the LSTM's best, and makes a GRU's training drift away.
@@ -102,7 +104,8 @@ def preset_help(name: str) -> str:
         value = getattr(row, name)
         return f"{value:g} {row.applies}" if isinstance(value, float) else f"{value} {row.applies}"
 
-    return f"[default: by --time-budget: {', '.join(map(shown, BUDGET_PRESETS))}; {shown(UNBUDGETED)}]"
+    tuned = f"; {getattr(FINE_TUNE, name):g} with --from" if name in ("dropout", "weight_drop") else ""
+    return f"[default: by --time-budget: {', '.join(map(shown, BUDGET_PRESETS))}; {shown(UNBUDGETED)}{tuned}]"
 
 
 def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] | None = None
@@ -119,8 +122,8 @@ def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] |
 
     A run started from a ``parent`` (its ModelConfig and TrainConfig) takes the parent's architecture
     (ARCHITECTURE_FIELDS, whatever ``given`` says: the caller refuses a contradiction), and by default its
-    dropout, weight drop, weight decay, batch size and window; FINE_TUNE gives its peak learning rate (a
-    share of the parent's) and warm-up.
+    dropout kind, weight decay, batch size and window; FINE_TUNE gives its peak learning rate (a share of the
+    parent's), warm-up, dropout and weight drop.
     """
     settings = dict(given)
     if all(settings.get(k) is None for k in ("epochs", "max_steps", "time_budget")):
@@ -128,8 +131,9 @@ def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] |
     if parent is not None:
         parent_model, parent_train = parent
         settings |= {name: getattr(parent_model, name) for name in ARCHITECTURE_FIELDS}
-        for name in ("dropout", "dropout_kind", "weight_drop"):
-            settings.setdefault(name, getattr(parent_model, name))
+        settings.setdefault("dropout_kind", parent_model.dropout_kind)
+        for name in ("dropout", "weight_drop"):
+            settings.setdefault(name, getattr(FINE_TUNE, name))
         for name in ("weight_decay", "batch_size", "seq_len"):
             settings.setdefault(name, getattr(parent_train, name))
         if settings.get("lr") is None:  # the caller gives the lineage's first rate (transfer.Parent.configs)
@@ -372,9 +376,12 @@ def resolve_classifier(given: dict[str, Any], parent: tuple["ModelConfig", "Trai
     architecture, dropout and weight drop come from it and the peak rate is FINE_TUNE's share of its own."""
     settings = CLASSIFY_PRESET | dict(given)
     if parent is not None:
-        for name in ("cell", "hidden_size", "dropout", "weight_drop"):
+        for name in ("cell", "hidden_size"):
             if name not in given:
                 del settings[name]
+        for name in ("dropout", "weight_drop"):
+            if name not in given:
+                settings[name] = getattr(parent[0], name)
     return resolve(settings, parent)
 
 

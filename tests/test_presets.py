@@ -59,3 +59,17 @@ def test_help_says_what_the_table_says(invoke):
     text = " ".join(invoke("train", "--help").stdout.split())
     for name in config.PRESET_FIELDS:
         assert " ".join(config.preset_help(name).split()) in text, name
+
+
+def test_a_fine_tuning_run_takes_the_fine_tuning_row_and_a_classifier_its_parents_dropout():
+    parent = (ModelConfig(cell="lstm", hidden_size=48, dropout=0.2, weight_drop=0.2),
+              TrainConfig(lr=5e-3, batch_size=64, seq_len=96, weight_decay=0.2))
+    model, train = resolve({"time_budget": 60.0, "hidden_size": 999}, parent)  # the architecture is the parent's
+    assert (model.cell, model.hidden_size, train.batch_size, train.seq_len, train.weight_decay) == (
+        "lstm", 48, 64, 96, 0.2)
+    assert (model.dropout, model.weight_drop) == (config.FINE_TUNE.dropout, config.FINE_TUNE.weight_drop)
+    assert train.lr == pytest.approx(5e-3 * config.FINE_TUNE.lr_fraction)
+    assert train.warmup_steps == config.FINE_TUNE.warmup_steps
+    assert resolve({"time_budget": 60.0, "dropout": 0.3}, parent)[0].dropout == 0.3  # what the user gives wins
+    encoder, _ = config.resolve_classifier({"time_budget": 60.0}, parent)
+    assert (encoder.dropout, encoder.weight_drop) == (0.2, 0.2)

@@ -54,7 +54,7 @@ def sample(checkpoint, prompt, length, temperature, top_k, top_p, frequency_pena
            no_stream, unknown, impl, device):
     """Generate text from a checkpoint, continuing PROMPT; only the text goes to stdout.
 
-    Without CHECKPOINT, the pretrained Shakespeare model shipped with charlm is used.
+    Without CHECKPOINT, the shipped base model (English and Korean; checkpoints/README.md) is used.
     """
     import torch
 

@@ -78,8 +78,9 @@ Examples:
 @click.option("--from", "parent_run", metavar="RUN", shell_complete=complete_run,
               help="Start from RUN's weights, tokenizer and architecture (a run folder, or a shipped model by name: "
                    "base): fine-tune it on CORPUS (default: RUN's own corpus, for more time on a finished run). "
-                   f"Its dropout, weight drop, weight decay, batch and --seq-len are the defaults; the peak --lr "
-                   f"{FINE_TUNE.lr_fraction:g}x its own, after {FINE_TUNE.warmup_steps} warm-up steps.")
+                   f"Its weight decay, batch and --seq-len are the defaults; dropout {FINE_TUNE.dropout:g}, weight "
+                   f"drop {FINE_TUNE.weight_drop:g} and the peak --lr {FINE_TUNE.lr_fraction:g}x its own, after "
+                   f"{FINE_TUNE.warmup_steps} warm-up steps.")
 @click.option("--force", is_flag=True, help="Replace an existing run in --out.")
 @click.option("--val", "val_source", help="Validation text file (default: the last --val-fraction of the corpus).")
 @click.option("--val-fraction", type=float, default=TRAIN.val_fraction, show_default=True,
