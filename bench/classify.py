@@ -5,7 +5,7 @@ bills_committee, 8 classes, 3,200 training and 800 test bills) it prints, in one
 - the majority class, and a bag-of-characters logistic regression (the baseline a classifier must beat);
 - `charlm classify train` from scratch with a GRU, an LSTM and a vanilla RNN, and a bidirectional GRU;
 - the same task started from a language model (--from, default the shipped base) for the same budget and
-  for a fifth of it;
+  for a fifth of it, and with ULMFiT's schedule: discriminative rates (2.6 per layer) or gradual unfreezing;
 - training and prediction speed (texts/s) on this machine.
 
     python bench/classify.py                                   # 300 s each
@@ -102,6 +102,8 @@ def main() -> None:
         "scratch-bigru": ["--cell", "gru", "--bidirectional", "--time-budget", args.budget],
         "from-lm": ["--from", args.lm, "--time-budget", args.budget],
         "from-lm-fifth": ["--from", args.lm, "--time-budget", f"{seconds / 5:g}s"],
+        "from-lm-discriminative": ["--from", args.lm, "--discriminative", "2.6", "--time-budget", args.budget],
+        "from-lm-unfreeze": ["--from", args.lm, "--gradual-unfreeze", "--time-budget", args.budget],
     }
     if args.only:
         configs = {name: configs[name] for name in args.only.split(",")}
