@@ -117,7 +117,7 @@ def resolve(given: dict[str, Any], parent: tuple["ModelConfig", "TrainConfig"] |
     preset row for cell, width, dropout, weight drop and weight decay; --tie-weights without --hidden takes
     --embed's width (the one it can tie); the learning rate follows the cell (LR_BY_CELL).
 
-    The rows hold for a corpus of any size: on 34 M characters the 10-minute row beat a wider model, more
+    The rows ignore the corpus's size: on 34 M characters the 10-minute row beat a wider model, more
     streams per step and no dropout (docs/performance.md, "A corpus of tens of megabytes").
 
     A run started from a ``parent`` (its ModelConfig and TrainConfig) takes the parent's architecture
