@@ -38,6 +38,15 @@ BASELINE = ["--cell", "lstm", "--optimizer", "sgd", "--lr", "20", "--clip", "0.2
             "--weight-decay", "0"]
 
 
+def parse_try(tried: str, example: str) -> tuple[str, list[str]]:
+    """One --try LABEL=OPTIONS (this script's and bench/transfer.py's): the label and the charlm train options,
+    split as a shell would; exits naming ``example`` when it is not of that form."""
+    label, sep, options = tried.partition("=")
+    if not sep or not label:
+        sys.exit(f"--try {tried!r}: write LABEL=OPTIONS, e.g. {example}")
+    return label, shlex.split(options)
+
+
 def train(corpus: Path, budget: str, extra: list[str], out: Path, eval_every: int, val_fraction: float) -> dict:
     command = [sys.executable, "-m", "charlm", "train", str(corpus), "--time-budget", budget, "--out", str(out),
                "--force", "--eval-every", str(eval_every), "--val-fraction", str(val_fraction), *extra]
@@ -73,10 +82,8 @@ def main() -> None:
         sys.exit(f"benchmark corpus {args.corpus} not found: pass --corpus FILE")
     runs = {"charlm default": args.extra}
     for tried in args.tries:
-        label, sep, options = tried.partition("=")
-        if not sep or not label:
-            sys.exit(f"--try {tried!r}: write LABEL=OPTIONS, e.g. --try 'wide=--hidden 768'")
-        runs[label] = [*args.extra, *shlex.split(options)]
+        label, options = parse_try(tried, "--try 'wide=--hidden 768'")
+        runs[label] = [*args.extra, *options]
     if not args.skip_baseline:
         runs["word_language_model baseline"] = BASELINE
     results = {}

@@ -23,11 +23,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shlex
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from train_budget import parse_try  # run as a script, bench/ is on the path
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ROOT.parent / "shared" / "corpora" / "tinyshakespeare.txt"
@@ -73,10 +74,8 @@ def main() -> None:
     budgets = args.budgets.split(",")
     tunings = {} if args.tries else {"preset": ["--from", args.base]}
     for tried in args.tries:
-        label, sep, options = tried.partition("=")
-        if not sep or not label:
-            sys.exit(f"--try {tried!r}: write LABEL=OPTIONS, e.g. --try 'lr=--lr 1e-3' (or 'preset=')")
-        tunings[label] = ["--from", args.base, *shlex.split(options)]
+        label, options = parse_try(tried, "--try 'lr=--lr 1e-3' (or 'preset=')")
+        tunings[label] = ["--from", args.base, *options]
 
     base_corpus = [ROOT / "corpora" / "base" / "train.txt", ROOT / "corpora" / "base" / "val.txt"]
     if all(p.exists() for p in base_corpus):

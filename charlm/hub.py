@@ -140,7 +140,7 @@ def _utf8(path: Path, encoding_errors: str, copy: Path) -> Path:
     from charlm import corpus
 
     if encoding_errors == "strict":
-        for _ in corpus.decoded(path, "strict"):
+        for _ in corpus.decoded(path, "strict"):  # reading it through is the check
             pass
         return path
     with open(copy, "w", encoding="utf-8", errors="surrogatepass", newline="") as out:

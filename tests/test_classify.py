@@ -207,21 +207,26 @@ def test_eval_without_data_refuses_examples_that_changed_since_training(ok, fail
     fails("classify", "eval", run, message="changed since the run started: pass the examples to score with --data")
 
 
-def test_a_stopped_run_resumes_to_the_same_weights(invoke, x_data, tmp_path, monkeypatch):
+def stop_at(monkeypatch, step: int) -> None:
+    """Make every classifier run ask itself to stop, as SIGINT would, once it has reported ``step``."""
     from charlm.classify import ClassifierTrainer
     from charlm.train import StepReport
 
-    args = ["--max-steps", "60", *SMALL]
-    assert invoke("classify", "train", x_data, "--out", tmp_path / "a", *args).exit_code == 0
-    run = ClassifierTrainer.run
+    original = ClassifierTrainer.run
 
-    def stop_at_30(self):
-        for report in run(self):
+    def stopping(self):
+        for report in original(self):
             yield report
-            if isinstance(report, StepReport) and report.step >= 30:
+            if isinstance(report, StepReport) and report.step >= step:
                 self.request_stop("SIGINT")
 
-    monkeypatch.setattr(ClassifierTrainer, "run", stop_at_30)
+    monkeypatch.setattr(ClassifierTrainer, "run", stopping)
+
+
+def test_a_stopped_run_resumes_to_the_same_weights(invoke, x_data, tmp_path, monkeypatch):
+    args = ["--max-steps", "60", *SMALL]
+    assert invoke("classify", "train", x_data, "--out", tmp_path / "a", *args).exit_code == 0
+    stop_at(monkeypatch, 30)
     stopped = invoke("classify", "train", x_data, "--out", tmp_path / "b", *args)
     assert stopped.exit_code == 130 and "charlm classify train --resume" in stopped.stderr
     monkeypatch.undo()
@@ -234,18 +239,8 @@ def test_a_stopped_run_resumes_to_the_same_weights(invoke, x_data, tmp_path, mon
 
 def test_a_run_stopped_before_its_first_evaluation_predicts_evaluates_and_resumes(invoke, ok, x_data, tmp_path,
                                                                                   monkeypatch):
-    from charlm.classify import ClassifierTrainer
-    from charlm.train import StepReport
-
-    run, original = tmp_path / "run", ClassifierTrainer.run
-
-    def stop_at_10(self):
-        for report in original(self):
-            yield report
-            if isinstance(report, StepReport) and report.step >= 10:
-                self.request_stop("SIGINT")
-
-    monkeypatch.setattr(ClassifierTrainer, "run", stop_at_10)
+    run = tmp_path / "run"
+    stop_at(monkeypatch, 10)
     assert invoke("classify", "train", x_data, "--out", run, "--max-steps", "40", *SMALL, "--eval-every",
                   "1000").exit_code == 130
     monkeypatch.undo()

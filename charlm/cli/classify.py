@@ -283,17 +283,17 @@ def _setup(out, model, train_set, val_set, train_ids, val_ids, labels, train_con
 def _resumed(run_dir: Path, device_name: str) -> _Setup:
     from charlm import checkpoint, runtime
     from charlm.classify import encode_texts
-    from charlm.config import ClassifierConfig as Config
 
     device = runtime.select_device(device_name)
-    info = checkpoint.read_config(checkpoint.find_run(run_dir), checkpoint.CLASSIFIER)  # cheap checks first
-    if not (checkpoint.find_run(run_dir) / checkpoint.LAST_FILE).exists():
+    folder = checkpoint.find_run(run_dir)
+    info = checkpoint.read_config(folder, checkpoint.CLASSIFIER)  # cheap checks first
+    if not (folder / checkpoint.LAST_FILE).exists():
         raise CheckpointError(f"{run_dir} has no {checkpoint.LAST_FILE}: the run saved no resumable state yet; "
                               f"start it again: charlm classify train {info['data']['source']} --out {run_dir} "
                               "--force (with its other options)")
     ck = checkpoint.load_classifier(run_dir, weights=checkpoint.LAST_FILE)  # config, tokenizer, last weights
-    clf = Config.from_dict(ck.classifier)
-    train_set, val_set = _run_split(ck, "restore them to resume")
+    clf = ClassifierConfig.from_dict(ck.classifier)
+    train_set, val_set = _run_split(ck, clf, "restore them to resume")
     setup = _setup(ck.run_dir, ck.model, train_set, val_set, encode_texts(ck.tokenizer, train_set.texts),
                    encode_texts(ck.tokenizer, val_set.texts), ck.labels, ck.train_config, clf, device)
     state = checkpoint.load_training_state(ck.run_dir, setup.trainer.model)
@@ -306,17 +306,16 @@ def _resumed(run_dir: Path, device_name: str) -> _Setup:
     return setup
 
 
-def _run_split(ck, fix: str):
-    """The training and validation examples of the run ``ck`` (a loaded classifier), rebuilt from its recorded
-    source, split and seed; an error ending in ``fix`` if the source's examples changed since it trained."""
+def _run_split(ck, clf: ClassifierConfig, fix: str):
+    """The training and validation examples of the run ``ck`` (a loaded classifier, ``clf`` its config), rebuilt
+    from its recorded source, split and seed; an error ending in ``fix`` if the source's examples changed since
+    it trained."""
     from charlm import labelled
-    from charlm.config import ClassifierConfig
 
     source = ck.info["data"]
     examples = _read(source)
     if examples.fingerprint() != source["sha256"]:
         raise CheckpointError(f"the examples of {source['source']} changed since the run started: {fix}")
-    clf = ClassifierConfig.from_dict(ck.classifier)
     train_rows, val_rows = labelled.stratified_split(examples, clf.val_fraction, ck.train_config.seed)
     return examples.subset(train_rows), examples.subset(val_rows)
 
@@ -455,7 +454,8 @@ def eval_(run_dir, data, text_column, label_column, labels_spec, glob, skip_empt
     device = runtime.select_device(device)
     ck = checkpoint.load_classifier(run_dir, device)
     if data is None:
-        _, examples = _run_split(ck, "pass the examples to score with --data")
+        _, examples = _run_split(ck, ClassifierConfig.from_dict(ck.classifier),
+                                 "pass the examples to score with --data")
         data = f"{ck.info['data']['source']} (held out for validation)"
     else:
         examples = labelled.read(data, text_column, label_column, hf_split, _labels(labels_spec), skip_empty,
